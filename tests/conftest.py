@@ -1,0 +1,86 @@
+"""Shared fixtures: real Milvus backends (Lite and server), real photos, one model.
+
+The server backend needs `MILVUS_TEST_SERVER_URI` (set by `.ci/run`, which starts
+a real Milvus standalone). Without it, server cases fail with a message saying
+how to start one; deselect them with `-m "not server"` for a quick local run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+IMAGENETTE = SHARED_DATA / "imagenette-val"
+SAMPLES = SHARED_DATA / "imagenet-samples"
+SERVER_ENV = "MILVUS_TEST_SERVER_URI"
+
+
+@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.server)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A Milvus URI: a fresh Lite file, or the standalone server from `.ci/run`."""
+    if request.param == "lite":
+        return str(tmp_path / "milvus.db")
+    uri = os.environ.get(SERVER_ENV)
+    if not uri:
+        pytest.fail(
+            f"{SERVER_ENV} is not set: run `bash .ci/run`, or start `milvus-server --data DIR` and "
+            f"export {SERVER_ENV}=http://127.0.0.1:19530, or deselect with -m 'not server'"
+        )
+    return uri
+
+
+@pytest.fixture
+def collection_name() -> str:
+    """A collection name no other test uses."""
+    return f"test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(backend: str, collection_name: str):
+    """An empty 2048-d COSINE collection on the backend, dropped afterwards."""
+    from utilities.milvus_store import ImageCollection
+
+    opened = ImageCollection.open(backend, name=collection_name, dimension=2048)
+    yield opened
+    if opened.closed:  # the test closed it and cleaned up itself
+        return
+    if opened.exists():
+        opened.drop()
+    opened.close()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """ResNet50 with random weights (no network here), built once per session."""
+    from utilities.embeddings import ResNet50Embedder
+
+    model = ResNet50Embedder(weights=None, batch_size=8)
+    _ = model.model
+    return model
+
+
+def imagenette_files(per_class: int) -> list[Path]:
+    """The first `per_class` photos of each Imagenette class folder."""
+    if not IMAGENETTE.is_dir():
+        pytest.fail(f"shared test photos missing at {IMAGENETTE}; see ../shared/data/README.md")
+    files: list[Path] = []
+    for folder in sorted(p for p in IMAGENETTE.iterdir() if p.is_dir()):
+        files.extend(sorted(folder.glob("*.JPEG"))[:per_class])
+    return files
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """A writable folder with 10 real photos (one per Imagenette class), in class sub-folders."""
+    folder = tmp_path / "photos"
+    for source in imagenette_files(1):
+        target = folder / source.parent.name / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    return folder

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from utilities.errors import CollectionMismatchError, CollectionNotFoundError, ImageSearchError, MilvusUnavailableError
+from utilities.ids import path_id
+from utilities.milvus_store import MAX_REQUEST_BYTES, ImageCollection, _batches_by_bytes, connect
+
+
+def random_unit(count: int, dim: int = 2048, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_count_is_exact_right_after_insert(store: ImageCollection) -> None:
+    paths = [f"/data/img_{i}.jpg" for i in range(25)]
+    assert store.insert(paths, random_unit(25)) == 25
+    assert store.count() == 25
+
+
+def test_upsert_of_same_paths_adds_nothing(store: ImageCollection) -> None:
+    paths = [f"/data/img_{i}.jpg" for i in range(10)]
+    store.insert(paths, random_unit(10, seed=1))
+    store.insert(paths, random_unit(10, seed=2))
+    assert store.count() == 10
+
+
+def test_insert_split_by_bytes_keeps_every_row(store: ImageCollection) -> None:
+    paths = [f"/data/many/{i}.jpg" for i in range(40)]
+    store.insert(paths, random_unit(40), max_request_bytes=9000 * 5)  # ~5 rows a request
+    assert store.count() == 40
+    assert store.existing_ids([path_id(p) for p in paths]) == {path_id(p) for p in paths}
+
+
+def test_byte_batches_stay_under_server_limit() -> None:
+    row = 2048 * 4 + 100
+    parts = list(_batches_by_bytes([row] * 10_000, MAX_REQUEST_BYTES))
+    assert sum(p.stop - p.start for p in parts) == 10_000
+    assert max((p.stop - p.start) * row for p in parts) <= MAX_REQUEST_BYTES < 64 * 1024 * 1024
+
+
+def test_search_by_precomputed_vector_finds_itself(store: ImageCollection) -> None:
+    vectors = random_unit(30, seed=3)
+    paths = [f"/precomputed/{i}.jpg" for i in range(30)]
+    store.insert(paths, vectors)
+    hits = store.search(vectors[7:8], top_k=3)[0]
+    assert hits[0]["entity"]["path"] == "/precomputed/7.jpg"
+    assert hits[0]["distance"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_reopen_with_other_dimension_errors_clearly(store: ImageCollection) -> None:
+    with pytest.raises(CollectionMismatchError, match="dimension 2048, not 512"):
+        ImageCollection.open(store.target.uri, name=store.name, dimension=512)
+
+
+def test_reopen_with_other_metric_errors_clearly(store: ImageCollection) -> None:
+    with pytest.raises(CollectionMismatchError, match="metric COSINE, not L2"):
+        ImageCollection.open(store.target.uri, name=store.name, metric="L2")
+
+
+def test_foreign_schema_is_refused(store: ImageCollection) -> None:
+    store.client.drop_collection(store.name)
+    store.client.create_collection(store.name, dimension=2048)  # quick setup: id + "vector" only
+    with pytest.raises(CollectionMismatchError, match="field 'path' should be VARCHAR but is missing"):
+        ImageCollection.open(store.target.uri, name=store.name, dimension=2048)
+
+
+def test_reset_drops_the_rows(store: ImageCollection) -> None:
+    store.insert(["/a.jpg"], random_unit(1))
+    reopened = ImageCollection.open(store.target.uri, name=store.name, dimension=2048, reset=True)
+    assert reopened.count() == 0
+
+
+def test_missing_collection_without_create(backend: str, collection_name: str) -> None:
+    with pytest.raises(CollectionNotFoundError, match=collection_name):
+        ImageCollection.open(backend, name=collection_name, create=False)
+
+
+def test_wrong_vector_dimension_on_insert(store: ImageCollection) -> None:
+    with pytest.raises(ValueError, match="dimension 3"):
+        store.insert(["/a.jpg"], np.zeros((1, 3), np.float32))
+
+
+def test_ivf_flat_index_and_search(store: ImageCollection) -> None:
+    vectors = random_unit(200, seed=4)
+    store.insert([f"/ivf/{i}.jpg" for i in range(200)], vectors)
+    info = store.create_index("IVF_FLAT", nlist=16)
+    assert (info["index_type"], info["metric_type"], str(info["nlist"])) == ("IVF_FLAT", "COSINE", "16")
+    assert store.search_params(10)["params"] == {"nprobe": 16}
+    hits = store.search(vectors[42:43], top_k=1, search_params={"params": {"nprobe": 16}})[0]
+    assert hits[0]["entity"]["path"] == "/ivf/42.jpg"
+
+
+def test_hnsw_where_supported(store: ImageCollection) -> None:
+    vectors = random_unit(100, seed=5)
+    store.insert([f"/hnsw/{i}.jpg" for i in range(100)], vectors)
+    if store.target.is_lite:
+        with pytest.raises(ImageSearchError, match="Milvus Lite does not support index type HNSW"):
+            store.create_index("HNSW")
+        return
+    info = store.create_index("HNSW", M=8, efConstruction=64)
+    assert (info["index_type"], str(info["M"])) == ("HNSW", "8")
+    assert store.search_params(100)["params"]["ef"] == 100
+    assert store.search(vectors[3:4], top_k=1)[0][0]["entity"]["path"] == "/hnsw/3.jpg"
+
+
+def test_unknown_metric_is_refused(backend: str, collection_name: str) -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        ImageCollection.open(backend, name=collection_name, dimension=8, metric="HAMMING")
+
+
+def test_unreachable_server_names_the_uri() -> None:
+    with pytest.raises(MilvusUnavailableError, match="127.0.0.1:1"):
+        connect("http://127.0.0.1:1", timeout=2)
+
+
+def test_lite_file_needs_db_suffix(tmp_path) -> None:
+    with pytest.raises(MilvusUnavailableError, match="must end in '.db'"):
+        connect(str(tmp_path / "milvus.sqlite"))

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, imagenette_files
+from tests.images_factory import make_bad_files, make_odd_good_files
+from utilities.embeddings import embedder_from_callable
+from utilities.errors import CollectionMismatchError
+from utilities.ids import path_id, stored_path
+from utilities.milvus_store import ImageCollection
+from utilities.pipeline import embed_paths, index_folder
+
+
+class CountingEmbedder:
+    """Passes batches to a real embedder and counts the images it saw."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.image_size = inner.image_size
+        self.dimension = inner.dimension
+        self.seen = 0
+
+    def embed_batch(self, images: np.ndarray) -> np.ndarray:
+        self.seen += len(images)
+        return self.inner.embed_batch(images)
+
+
+def test_index_then_reindex_adds_nothing(store: ImageCollection, embedder, photo_folder: Path) -> None:
+    first = index_folder(photo_folder, store, embedder, batch_size=4, progress=False)
+    assert (first.indexed, first.already_present, first.failed) == (10, 0, [])
+    assert store.count() == 10
+    counting = CountingEmbedder(embedder)
+    second = index_folder(photo_folder, store, counting, progress=False)
+    assert (second.indexed, second.already_present, counting.seen) == (0, 10, 0)
+    assert store.count() == 10
+
+
+def test_only_new_files_are_embedded(store: ImageCollection, embedder, photo_folder: Path) -> None:
+    index_folder(photo_folder, store, embedder, progress=False)
+    extra = imagenette_files(2)[1::2][:2]
+    for source in extra:
+        shutil.copy2(source, photo_folder / f"new_{source.name}")
+    counting = CountingEmbedder(embedder)
+    report = index_folder(photo_folder, store, counting, progress=False)
+    assert (report.indexed, report.already_present, counting.seen) == (2, 10, 2)
+    assert store.count() == 12
+
+
+def test_indexed_image_is_its_own_nearest(store: ImageCollection, embedder, photo_folder: Path) -> None:
+    from utilities.search import search_images
+
+    index_folder(photo_folder, store, embedder, progress=False)
+    query = sorted(photo_folder.rglob("*.JPEG"))[4]
+    results = search_images(store, query, embedder, top_k=3)
+    assert results.loc[0, "path"] == stored_path(query)
+    assert results.loc[0, "distance"] < 1e-4
+    assert list(results["rank"]) == [1, 2, 3]
+
+
+def test_broken_files_are_reported_and_good_ones_indexed(store: ImageCollection, embedder, tmp_path: Path) -> None:
+    folder = tmp_path / "messy"
+    good = make_odd_good_files(folder / "good")
+    bad = make_bad_files(folder / "bad")
+    (folder / "dir_named.jpg").mkdir()
+    report = index_folder(folder, store, embedder, batch_size=4, progress=False)
+    assert report.indexed == len(good) and store.count() == len(good)
+    failed = {f.path: f.reason for f in report.failed}
+    assert set(failed) == {stored_path(p) for p in bad.values()}
+    assert all(failed.values())
+    assert "decompression-bomb" in failed[stored_path(bad["bomb"])]
+    csv_path = report.write_failures(tmp_path / "failures.csv")
+    assert csv_path.read_text(encoding="utf-8").count("\n") == len(bad) + 1
+    assert stored_path(good["unicode"]) in {r["path"] for r in store.get([path_id(stored_path(good["unicode"]))])}
+
+
+def test_embedder_dimension_must_match_collection(
+    backend: str, collection_name: str, embedder, photo_folder: Path
+) -> None:
+    small = ImageCollection.open(backend, name=collection_name, dimension=8)
+    try:
+        with pytest.raises(CollectionMismatchError, match="2048-d vectors but collection"):
+            index_folder(photo_folder, small, embedder, progress=False)
+    finally:
+        small.drop()
+
+
+def test_any_embedder_works(backend: str, collection_name: str, photo_folder: Path) -> None:
+    mean_colour = embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0, dimension=3)
+    small = ImageCollection.open(backend, name=collection_name, dimension=3, metric="L2")
+    try:
+        report = index_folder(photo_folder, small, mean_colour, progress=False)
+        assert report.indexed == 10 and small.count() == 10
+    finally:
+        small.drop()
+
+
+def test_embed_paths_keeps_vectors_aligned_with_paths(embedder, tmp_path: Path) -> None:
+    photos = imagenette_files(1)[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"nope")
+    mixed = [photos[0], broken, photos[1], photos[2]]
+    result = embed_paths(mixed, embedder, batch_size=2, progress=False)
+    assert result.paths == [stored_path(p) for p in photos]
+    assert [f.path for f in result.failures] == [str(broken)]
+    alone = embed_paths([photos[2]], embedder, progress=False).vectors[0]
+    np.testing.assert_allclose(result.vectors[2], alone, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def weights_file(embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "resnet50_random.weights.h5"
+    embedder.model.get_layer("resnet50").save_weights(path)
+    return path
+
+
+INDEXER = textwrap.dedent("""
+    import sys
+    from utilities.embeddings import ResNet50Embedder
+    from utilities.milvus_store import ImageCollection
+    from utilities.pipeline import index_folder
+
+    class Announcing(ResNet50Embedder):
+        def embed_batch(self, images):
+            out = super().embed_batch(images)
+            print("embedded", len(images), flush=True)
+            return out
+
+    uri, name, folder, weights = sys.argv[1:5]
+    store = ImageCollection.open(uri, name=name, dimension=2048)
+    index_folder(folder, store, Announcing(weights=weights, batch_size=2), batch_size=2, progress=False)
+    print("finished", flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_each_image_once(
+    store: ImageCollection, embedder, weights_file: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    for source in imagenette_files(2):
+        shutil.copy2(source, folder.mkdir(exist_ok=True) or folder / source.name)
+    total = len(list(folder.iterdir()))
+    uri = store.target.uri
+    if store.target.is_lite:  # Milvus Lite allows one process per file: let the child open it alone
+        store.close()
+    child = subprocess.Popen(
+        [sys.executable, "-c", INDEXER, uri, store.name, str(folder), str(weights_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    announced = 0
+    for line in child.stdout:  # type: ignore[union-attr]
+        announced += line.startswith("embedded")
+        if announced == 3:  # the first batch's write has completed before the third embedding
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert announced == 3, f"the indexer ended before it could be interrupted: {child.stderr.read()[-2000:]}"
+    resumed = ImageCollection.open(uri, name=store.name, dimension=2048)
+    try:
+        before = resumed.count()
+        assert 2 <= before < total
+        report = index_folder(folder, resumed, embedder, batch_size=4, progress=False)
+        assert report.already_present == before and report.indexed == total - before
+        assert resumed.count() == total
+        from utilities.catalog import mapping_from_collection
+
+        mapping = mapping_from_collection(resumed)
+        assert len(mapping) == total and mapping["path"].is_unique
+        assert set(mapping["path"]) == {stored_path(p) for p in folder.iterdir()}
+    finally:
+        resumed.drop()
+        resumed.close()

@@ -1,0 +1,61 @@
+"""Image similarity search with ResNet50 embeddings and Milvus.
+
+Importing the package is cheap: TensorFlow/Keras and pymilvus are imported only
+when a function needs them.
+
+The front door is `ImageSearchEngine`:
+
+Example:
+    >>> from utilities import ImageSearchEngine  # doctest: +SKIP
+    >>> engine = ImageSearchEngine(uri="db/milvus.db", weights="imagenet")  # doctest: +SKIP
+    >>> report = engine.index_folder("my_photos/")  # doctest: +SKIP
+    >>> engine.search("query.jpg", top_k=5)  # doctest: +SKIP
+
+Modules, one job each: `images` (find and decode), `embeddings` (models),
+`milvus_store` (everything that talks to Milvus), `catalog` (the id-to-path
+DataFrame), `reader` (parallel decoding in batches), `pipeline` (indexing a
+folder), `search` (queries to DataFrames), `plotting`, `files` (copying results),
+`engine` (the facade), `config` (URI and token resolution), `errors`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ImageSearchEngine": "utilities.engine",
+    "ResNet50Embedder": "utilities.embeddings",
+    "KerasEmbedder": "utilities.embeddings",
+    "Embedder": "utilities.embeddings",
+    "ImageCollection": "utilities.milvus_store",
+    "connect": "utilities.milvus_store",
+    "index_folder": "utilities.pipeline",
+    "IndexReport": "utilities.pipeline",
+    "search_images": "utilities.search",
+    "plot_results": "utilities.plotting",
+    "copy_results": "utilities.files",
+    "find_images": "utilities.images",
+    "load_image": "utilities.images",
+    "ImageSearchError": "utilities.errors",
+    "ImageLoadError": "utilities.errors",
+    "CollectionMismatchError": "utilities.errors",
+    "CollectionNotFoundError": "utilities.errors",
+    "MilvusUnavailableError": "utilities.errors",
+    "WeightsError": "utilities.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import public names on first use, keeping `import utilities` fast."""
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'utilities' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,61 @@
+"""Where settings come from: keyword arguments first, environment variables second.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LITE_PATH = Path("db") / "milvus.db"
+"""Milvus Lite file used when no URI is given, relative to the working directory."""
+
+DEFAULT_COLLECTION = "imagenet_collection"
+"""Collection name used when none is given."""
+
+URI_ENV = "MILVUS_URI"
+TOKEN_ENV = "MILVUS_TOKEN"
+
+
+@dataclass(frozen=True)
+class MilvusTarget:
+    """Where to connect.
+
+    Attributes:
+        uri: A Milvus Lite file path (ends in `.db`) or a server URI such as
+            `http://localhost:19530`.
+        token: Authentication token (`user:password` or an API key), or `""`.
+    """
+
+    uri: str
+    token: str = ""
+
+    @property
+    def is_lite(self) -> bool:
+        """True when the URI names a local Milvus Lite file rather than a server."""
+        return not self.uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+    def __repr__(self) -> str:  # never print the token
+        return f"MilvusTarget(uri={self.uri!r}, token={'***' if self.token else ''!r})"
+
+
+def resolve_target(uri: str | os.PathLike | None = None, token: str | None = None) -> MilvusTarget:
+    """Pick the Milvus URI and token from arguments, then environment, then defaults.
+
+    Args:
+        uri: Explicit URI or Lite file path. Falls back to `$MILVUS_URI`, then to
+            `db/milvus.db`.
+        token: Explicit token. Falls back to `$MILVUS_TOKEN`, then to no token.
+
+    Returns:
+        The resolved `MilvusTarget`.
+
+    Example:
+        >>> resolve_target("http://localhost:19530").is_lite
+        False
+    """
+    chosen = uri if uri is not None else os.environ.get(URI_ENV) or DEFAULT_LITE_PATH
+    chosen_token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+    return MilvusTarget(uri=os.fspath(chosen), token=chosen_token)

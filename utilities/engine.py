@@ -1,0 +1,160 @@
+"""`ImageSearchEngine`: the one front door the notebook and the CLI both use.
+
+It holds a collection and an embedder (both created lazily) and offers a handful
+of verbs: `index_folder`, `search`, `plot`, `copy_results`, `count`, `mapping`,
+`create_index`, `insert_vectors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from utilities import catalog, files, pipeline, plotting, search
+from utilities.config import DEFAULT_COLLECTION, resolve_target
+from utilities.embeddings import Embedder, ResNet50Embedder
+from utilities.ids import path_id, stored_path
+from utilities.milvus_store import ImageCollection
+
+logger = logging.getLogger(__name__)
+
+
+class ImageSearchEngine:
+    """Index folders of images into Milvus and find similar images.
+
+    Args:
+        uri: Milvus Lite file (`db/milvus.db`, the default) or server URI
+            (`http://localhost:19530`); falls back to `$MILVUS_URI`.
+        token: Server token; falls back to `$MILVUS_TOKEN`.
+        collection_name: Collection to use (created on first write).
+        embedder: Any `Embedder`; by default a `ResNet50Embedder(weights)`.
+        weights: ResNet50 weights when no embedder is given: `"imagenet"`, None
+            (random) or a weights file.
+        metric: `COSINE` (default), `IP` or `L2`, for a new collection.
+        batch_size: Images per model call.
+        progress: Show tqdm progress bars.
+
+    Example:
+        >>> engine = ImageSearchEngine(weights=None)  # doctest: +SKIP
+        >>> print(engine.index_folder("photos"))  # doctest: +SKIP
+        >>> engine.search("query.jpg", top_k=5)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike | None = None,
+        token: str | None = None,
+        collection_name: str = DEFAULT_COLLECTION,
+        embedder: Embedder | None = None,
+        weights: str | os.PathLike | None = "imagenet",
+        metric: str = "COSINE",
+        batch_size: int = 32,
+        progress: bool = True,
+    ) -> None:
+        self.target = resolve_target(uri, token)
+        self.collection_name = collection_name
+        self.metric = metric
+        self.batch_size = batch_size
+        self.progress = progress
+        self._embedder = embedder
+        self._weights = weights
+        self._store: ImageCollection | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder (ResNet50 built on first use unless one was passed)."""
+        if self._embedder is None:
+            self._embedder = ResNet50Embedder(weights=self._weights, batch_size=self.batch_size)
+        return self._embedder
+
+    @property
+    def store(self) -> ImageCollection:
+        """The collection, opened (and created if needed) on first use."""
+        if self._store is None:
+            self._store = ImageCollection.open(
+                self.target.uri, self.target.token, self.collection_name, dimension=self.embedder.dimension, metric=None
+            )
+        return self._store
+
+    def create_collection(self, reset: bool = False) -> ImageCollection:
+        """Create the collection (or check the existing one); `reset` drops it first."""
+        self._store = ImageCollection.open(
+            self.target.uri,
+            self.target.token,
+            self.collection_name,
+            dimension=self.embedder.dimension,
+            metric=self.metric,
+            reset=reset,
+        )
+        return self._store
+
+    def embed_image(self, image: str | os.PathLike | Any) -> np.ndarray:
+        """The vector of one image (path or PIL image), shape `(dimension,)`."""
+        return search.query_vectors([image], self.embedder)[1][0]
+
+    def embed_folder(self, folder: str | os.PathLike) -> pipeline.EmbeddedImages:
+        """Embed every image under a folder into memory (nothing is stored)."""
+        from utilities.images import find_images
+
+        return pipeline.embed_paths(find_images(folder), self.embedder, self.batch_size, progress=self.progress)
+
+    def insert_vectors(self, paths: Sequence[str | os.PathLike], vectors: np.ndarray) -> int:
+        """Store precomputed vectors with their paths (upsert: re-running adds nothing)."""
+        stored = [stored_path(p) if not str(p).startswith(("http://", "https://")) else str(p) for p in paths]
+        return self.store.insert(stored, vectors, ids=[path_id(p) for p in stored])
+
+    def index_folder(self, folder: str | os.PathLike, save_mapping: bool = True) -> pipeline.IndexReport:
+        """Embed and store every new image under `folder`; see `pipeline.index_folder`.
+
+        Also saves the id-to-path mapping (see `mapping_path`) when `save_mapping`.
+        """
+        report = pipeline.index_folder(folder, self.store, self.embedder, self.batch_size, progress=self.progress)
+        if save_mapping:
+            self.save_mapping()
+        return report
+
+    def count(self) -> int:
+        """Exact number of stored images."""
+        return self.store.count()
+
+    def create_index(self, index_type: str = "HNSW", **params: int) -> dict[str, Any]:
+        """Build a vector index; see `ImageCollection.create_index`."""
+        return self.store.create_index(index_type, **params)
+
+    def search(
+        self, query: search.Query | Sequence[search.Query], top_k: int = 10, search_params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Nearest stored images; see `search.search_images`."""
+        return search.search_images(self.store, query, self.embedder, top_k, search_params)
+
+    def mapping(self) -> pd.DataFrame:
+        """The id-to-path mapping, read from the collection."""
+        return catalog.mapping_from_collection(self.store)
+
+    @property
+    def mapping_path(self) -> Path:
+        """Where `save_mapping` writes by default."""
+        return catalog.default_mapping_path(self.target, self.collection_name)
+
+    def save_mapping(self, path: str | os.PathLike | None = None) -> Path:
+        """Rebuild the mapping from the collection and write it (CSV or Parquet)."""
+        return catalog.save_mapping(self.mapping(), path or self.mapping_path)
+
+    def plot(
+        self, query: Any, results: pd.DataFrame, outfile: str | os.PathLike | None = None, title: str | None = None
+    ) -> Any:
+        """Figure of the query and its results; see `plotting.plot_results`."""
+        label = getattr(self.embedder, "weights_label", None)
+        return plotting.plot_results(query, results, outfile=outfile, title=title or label)
+
+    def copy_results(
+        self, results: pd.DataFrame, destination: str | os.PathLike, overwrite: bool = False
+    ) -> list[Path]:
+        """Copy result files into a folder; see `files.copy_results`."""
+        return files.copy_results(results, destination, overwrite=overwrite)
