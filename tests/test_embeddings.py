@@ -84,3 +84,8 @@ def test_callable_embedder_has_the_interface() -> None:
     mean_colour = embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)), dimension=3)
     out = mean_colour.embed_batch(np.full((2, 224, 224, 3), 7, np.uint8))
     assert out.tolist() == [[7.0, 7.0, 7.0]] * 2
+
+
+def test_random_weights_are_the_same_in_every_build(embedder, photos: np.ndarray) -> None:
+    other = ResNet50Embedder(weights=None, batch_size=8)
+    np.testing.assert_allclose(other.embed_batch(photos[:2]), embedder.embed_batch(photos[:2]), atol=1e-5)

@@ -145,15 +145,18 @@ def _caffe_preprocess_layer() -> Any:
     return CaffePreprocess(name="caffe_preprocess")
 
 
-def build_resnet50(weights: str | os.PathLike | None = "imagenet", image_size: int = DEFAULT_IMAGE_SIZE) -> Any:
+def build_resnet50(
+    weights: str | os.PathLike | None = "imagenet", image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0
+) -> Any:
     """Build ResNet50 (no top, average pooling) behind an in-graph preprocessing layer.
 
     Args:
         weights: `"imagenet"` (Keras downloads and caches them on first use), `None`
-            for random initialisation, or the path to a weights file for ResNet50
+            for random initialisation (seeded: see `seed_kernels`), or the path to a weights file for ResNet50
             without its top (for example Keras' cached
             `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`).
         image_size: Input side length.
+        seed: Seed of the random kernels when `weights` is None.
 
     Returns:
         A Keras model from `(n, image_size, image_size, 3)` uint8 to `(n, 2048)` float32.
@@ -175,8 +178,27 @@ def build_resnet50(weights: str | os.PathLike | None = "imagenet", image_size: i
             f"cannot load ResNet50 weights {chosen!r}: {error}. Pass weights=None "
             "for random weights, or a path to a downloaded weights file."
         ) from error
+    if chosen is None:
+        seed_kernels(base, seed)
     outputs = base(_caffe_preprocess_layer()(inputs))
     return keras.Model(inputs, outputs, name="resnet50_embedder")
+
+
+def seed_kernels(model: Any, seed: int = 0) -> None:
+    """Redraw every kernel (Glorot-uniform, Keras' default) from a seeded generator.
+
+    Biases and batch-norm variables start as constants already, so afterwards the
+    random model is the same in every process: vectors indexed by one run can be
+    searched by another. Nothing global (NumPy's or Keras' seed) is touched.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if len(shape) < 2:
+            continue
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        limit = np.sqrt(6.0 / (receptive * (shape[-2] + shape[-1])))
+        variable.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
 
 
 def _weights_argument(weights: str | os.PathLike | None) -> str | None:

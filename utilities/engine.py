@@ -119,6 +119,13 @@ class ImageSearchEngine:
             self.save_mapping()
         return report
 
+    def index_files(self, paths: Sequence[str | os.PathLike], save_mapping: bool = True) -> pipeline.IndexReport:
+        """Embed and store the given image files that are not stored yet."""
+        report = pipeline.index_paths(paths, self.store, self.embedder, self.batch_size, progress=self.progress)
+        if save_mapping:
+            self.save_mapping()
+        return report
+
     def count(self) -> int:
         """Exact number of stored images."""
         return self.store.count()

@@ -194,6 +194,26 @@ def index_paths(
     return report
 
 
+def shard_paths(paths: Sequence[str | os.PathLike], index: int, count: int) -> list[Path]:
+    """The files of shard `index` (1-based) out of `count` disjoint shards.
+
+    A file belongs to the shard given by its id (`path_id(stored_path(p)) % count`),
+    so the split does not depend on the order or number of files listed, the shards
+    never overlap, and together they cover every file exactly once. N machines can
+    each index one shard of a shared folder into one Milvus server.
+
+    Raises:
+        ValueError: Unless `1 <= index <= count`.
+
+    Example:
+        >>> shard_paths(["/a.jpg", "/b.jpg", "/c.jpg"], 1, 1)
+        [PosixPath('/a.jpg'), PosixPath('/b.jpg'), PosixPath('/c.jpg')]
+    """
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count} is out of range: use I/N with 1 <= I <= N")
+    return [Path(p) for p in paths if path_id(stored_path(p)) % count == index - 1]
+
+
 def _write_batch(store: ImageCollection, paths: list[str], vectors: np.ndarray) -> int:
     stats = [_file_stats(p) for p in paths]
     return store.insert(paths, vectors, file_sizes=[s[0] for s in stats], mtimes_ns=[s[1] for s in stats], upsert=True)

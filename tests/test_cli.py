@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import IMAGENETTE, ROOT
+from utilities.cli import main
+from utilities.ids import stored_path
+from utilities.images import find_images
+from utilities.milvus_store import ImageCollection
+from utilities.pipeline import shard_paths
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "utilities", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+
+
+def test_index_search_info_export_drop(
+    backend: str, collection_name: str, photo_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    common = ["--uri", backend, "--collection", collection_name]
+    assert main(["index", str(photo_folder), *common, "--weights", "none", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["indexed"], summary["already_present"], summary["failed"]) == (10, 0, [])
+
+    query = sorted(photo_folder.rglob("*.JPEG"))[3]
+    plot, copies = tmp_path / "plot.png", tmp_path / "copies"
+    assert (
+        main(
+            [
+                "search",
+                str(query),
+                *common,
+                "--weights",
+                "none",
+                "--top-k",
+                "3",
+                "--json",
+                "--plot",
+                str(plot),
+                "--copy-to",
+                str(copies),
+            ]
+        )
+        == 0
+    )
+    results = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in results] == [1, 2, 3] and results[0]["path"] == stored_path(query)
+    assert plot.stat().st_size > 1000 and len(list(copies.glob("*.JPEG"))) == 3
+
+    assert main(["info", *common, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["count"], info["dimension"], info["metric"], info["index_type"]) == (10, 2048, "COSINE", "FLAT")
+
+    mapping_file = tmp_path / "mapping.parquet"
+    assert main(["export-mapping", str(mapping_file), *common]) == 0
+    assert len(pd.read_parquet(mapping_file)) == 10
+    assert "wrote 10 rows" in capsys.readouterr().out
+
+    assert main(["drop", *common, "--yes"]) == 0
+    assert capsys.readouterr().out.startswith(f"dropped {collection_name}")
+    assert main(["info", *common, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["exists"] is False
+
+
+def test_two_shards_cover_the_folder_once(backend: str, collection_name: str, photo_folder: Path) -> None:
+    common = ["--uri", backend, "--collection", collection_name, "--weights", "none"]
+    assert main(["index", str(photo_folder), *common, "--shard", "1/2"]) == 0
+    assert main(["index", str(photo_folder), *common, "--shard", "2/2"]) == 0
+    store = ImageCollection.open(backend, name=collection_name, create=False)
+    try:
+        assert store.count() == 10
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_shards_are_disjoint_and_complete() -> None:
+    files = find_images(IMAGENETTE)
+    parts = [set(shard_paths(files, i, 3)) for i in (1, 2, 3)]
+    assert sum(len(p) for p in parts) == len(files) == len(set().union(*parts))
+    assert all(len(p) > len(files) / 6 for p in parts)
+    assert shard_paths(list(reversed(files)), 2, 3) == list(reversed(shard_paths(files, 2, 3)))
+
+
+def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "demo"
+    code = main(
+        [
+            "demo",
+            "--images",
+            str(IMAGENETTE),
+            "--weights",
+            "none",
+            "--per-class",
+            "2",
+            "--queries",
+            "2",
+            "--top-k",
+            "3",
+            "--uri",
+            str(tmp_path / "demo.db"),
+            "--output",
+            str(output),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "indexed 20" in printed and "query_2.png" in printed
+    assert (output / "query_1.png").exists() and len(list((output / "query_2").glob("*.JPEG"))) == 3
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_cli("index").returncode == 2
+    assert run_cli("index", "x", "--shard", "3/2").returncode == 2
+    assert run_cli("search", "q.jpg", "--top-k", "0").returncode == 2
+
+
+def test_help_lists_commands() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for command in ("index", "search", "info", "export-mapping", "drop", "demo"):
+        assert command in done.stdout
+
+
+def test_unreachable_server_is_one_clear_line() -> None:
+    done = run_cli("info", "--uri", "http://127.0.0.1:1")
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "cannot reach the Milvus server at http://127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    done = run_cli("index", str(tmp_path / "absent"), "--uri", str(tmp_path / "m.db"), "--weights", "none")
+    assert done.returncode == 1 and "absent" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_drop_without_yes_and_without_a_terminal_keeps_the_collection(tmp_path: Path) -> None:
+    uri = str(tmp_path / "m.db")
+    store = ImageCollection.open(uri, name="keep", dimension=4)
+    store.close()
+    done = run_cli("drop", "--uri", uri, "--collection", "keep")
+    assert done.returncode == 1 and "--yes" in done.stderr
+    reopened = ImageCollection.open(uri, name="keep", create=False)
+    assert reopened.exists()
+    reopened.close()

@@ -1,0 +1,251 @@
+"""Command line: `python -m utilities COMMAND` (see `--help` on each command).
+
+Exit codes: 0 success (skipped bad images are reported, not failures), 2 usage
+errors, 1 anything else, with a one-line message that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from utilities.config import DEFAULT_COLLECTION, DEFAULT_LITE_PATH
+
+logger = logging.getLogger("utilities.cli")
+
+DEMO_COLLECTION = "demo_imagenette"
+
+
+def _weights(value: str) -> str | None:
+    return None if value.lower() in ("none", "random") else value
+
+
+def _shard(value: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard {value!r} must look like I/N, for example 2/4") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"shard {value!r}: need 1 <= I <= N")
+    return index, count
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--uri", help=f"Milvus Lite file or server URI (default: $MILVUS_URI or {DEFAULT_LITE_PATH})")
+    common.add_argument("--token", help="server token (default: $MILVUS_TOKEN)")
+    common.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log details")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
+    model.add_argument("--batch-size", type=_positive, default=32, help="images per model call")
+
+    parser = argparse.ArgumentParser(prog="python -m utilities", description="Image similarity search with Milvus.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", parents=[common, model], help="embed and insert new images of a folder")
+    index.add_argument("folder", type=Path)
+    index.add_argument("--shard", type=_shard, help="index only part I of N disjoint parts (for N machines)")
+    index.add_argument("--failures", type=Path, help="write failed files and reasons to this CSV")
+    index.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    search = commands.add_parser("search", parents=[common, model], help="find the images most like IMAGE")
+    search.add_argument("image", type=Path)
+    search.add_argument("--top-k", type=_positive, default=5)
+    search.add_argument("--copy-to", type=Path, help="copy the result files into this folder")
+    search.add_argument("--plot", type=Path, help="save a figure of the query and its results (PNG)")
+    search.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    info = commands.add_parser("info", parents=[common], help="backend, collection, count, dimension, index")
+    info.add_argument("--json", action="store_true")
+
+    export = commands.add_parser("export-mapping", parents=[common], help="write the id-to-path mapping (csv/parquet)")
+    export.add_argument("file", type=Path)
+
+    drop = commands.add_parser("drop", parents=[common], help="drop the collection (asks first)")
+    drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    demo = commands.add_parser("demo", parents=[common, model], help="index a small photo set and search it")
+    demo.add_argument("--images", type=Path, help="use this folder (class sub-folders) instead of downloading")
+    demo.add_argument("--output", type=Path, default=Path("results") / "demo", help="where plots and copies go")
+    demo.add_argument("--per-class", type=_positive, default=20, help="database images per class")
+    demo.add_argument("--queries", type=_positive, default=3, help="held-out query images")
+    demo.add_argument("--top-k", type=_positive, default=5)
+    demo.set_defaults(collection=DEMO_COLLECTION)
+    return parser
+
+
+def _engine(args: argparse.Namespace, with_model: bool = True) -> Any:
+    from utilities.engine import ImageSearchEngine
+
+    return ImageSearchEngine(
+        uri=args.uri,
+        token=args.token,
+        collection_name=args.collection,
+        weights=_weights(args.weights) if with_model else None,
+        batch_size=getattr(args, "batch_size", 32),
+        progress=sys.stderr.isatty() or bool(os.environ.get("UTILITIES_PROGRESS")),
+    )
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from utilities.milvus_store import ImageCollection
+
+    return ImageCollection.open(args.uri, args.token, args.collection, create=False)
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    return {
+        "collection": report.collection,
+        "indexed": report.indexed,
+        "already_present": report.already_present,
+        "failed": [{"path": f.path, "reason": f.reason} for f in report.failed],
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from utilities.images import find_images
+    from utilities.pipeline import shard_paths
+
+    engine = _engine(args)
+    files = find_images(args.folder)
+    if args.shard:
+        files = shard_paths(files, *args.shard)
+    report = engine.index_files(files)
+    if args.failures:
+        report.write_failures(args.failures)
+    print(json.dumps(_report_dict(report), indent=2) if args.json else str(report))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    results = engine.search(args.image, top_k=args.top_k)
+    written = engine.copy_results(results, args.copy_to) if args.copy_to else []
+    if args.plot:
+        engine.plot(args.image, results, outfile=args.plot)
+    if args.json:
+        print(results.assign(path=results["path"].astype(str)).to_json(orient="records", indent=2))
+    else:
+        print(results[["rank", "distance", "path"]].to_string(index=False))
+        for line in [f"copied {len(written)} files to {args.copy_to}"] * bool(written) + (
+            [f"plot saved to {args.plot}"] if args.plot else []
+        ):
+            print(line)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from utilities.config import resolve_target
+    from utilities.milvus_store import connect
+
+    target = resolve_target(args.uri, args.token)
+    details: dict[str, Any] = {"backend": "Milvus Lite" if target.is_lite else "Milvus server", "uri": target.uri}
+    client, _ = connect(target.uri, target.token)
+    details["collection"] = args.collection
+    details["exists"] = bool(client.has_collection(args.collection))
+    if details["exists"]:
+        store = _store(args)
+        index = store.index_info() or {}
+        details.update(
+            count=store.count(),
+            dimension=store.dimension,
+            metric=store.metric,
+            index_type=store.index_type,
+            index_params={k: v for k, v in index.items() if k not in ("index_type", "metric_type", "field_name")},
+        )
+    else:
+        details["collections"] = client.list_collections()
+    if args.json:
+        print(json.dumps(details, indent=2, default=str))
+    else:
+        print("\n".join(f"{key:>12}: {value}" for key, value in details.items()))
+    return 0
+
+
+def cmd_export_mapping(args: argparse.Namespace) -> int:
+    from utilities.catalog import mapping_from_collection, save_mapping
+
+    mapping = mapping_from_collection(_store(args))
+    print(f"wrote {len(mapping)} rows to {save_mapping(mapping, args.file)}")
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if not args.yes:
+        try:
+            answer = input(f"Drop collection {store.name!r} with {store.count()} rows at {store.target.uri}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not dropped (pass --yes to skip this question)", file=sys.stderr)
+            return 1
+    store.drop()
+    print(f"dropped {store.name}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from utilities.demo import run_demo
+
+    summary = run_demo(
+        _engine(args),
+        images=args.images,
+        output=args.output,
+        per_class=args.per_class,
+        queries=args.queries,
+        top_k=args.top_k,
+    )
+    print(summary)
+    return 0
+
+
+COMMANDS = {
+    "index": cmd_index,
+    "search": cmd_search,
+    "info": cmd_info,
+    "export-mapping": cmd_export_mapping,
+    "drop": cmd_drop,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from utilities.errors import ImageSearchError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ImageSearchError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume (finished batches are kept)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
