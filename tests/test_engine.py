@@ -30,7 +30,9 @@ def test_end_to_end_with_the_facade(
         copied = engine.copy_results(results, tmp_path / "nearest")
         assert copied[0].read_bytes() == query.read_bytes()
         figure = engine.plot(query, results, outfile=tmp_path / "plot.png")
-        assert (tmp_path / "plot.png").stat().st_size > 1000 and figure._suptitle.get_text() == "random weights"
+        assert (
+            tmp_path / "plot.png"
+        ).stat().st_size > 1000 and figure._suptitle.get_text() == "ResNet50, random weights (seed 0)"
     finally:
         engine.store.drop()
         engine.store.close()

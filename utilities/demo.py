@@ -36,7 +36,7 @@ class DemoSummary:
         lines = [
             str(self.report),
             f"photos: {self.images_root}",
-            f"results in the query's class: {self.same_class_rate:.0%} ({self.weights}; random weights give ~10%)",
+            f"results in the query's class: {self.same_class_rate:.0%} ({self.weights}; chance is ~10%)",
         ]
         lines += [f"plot: {plot}   copies: {copy}" for plot, copy in zip(self.plots, self.copies, strict=True)]
         return "\n".join(lines)

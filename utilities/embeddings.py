@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -261,10 +262,12 @@ class ResNet50Embedder(KerasEmbedder):
 
     @property
     def weights_label(self) -> str:
-        """Short description of the weights, for figure titles and reports."""
-        if self.weights is None:
-            return "random weights"
-        return "ImageNet weights" if str(self.weights).lower() == "imagenet" else f"weights {self.weights}"
+        """Short description of the model and weights, for figure titles and reports."""
+        if self.weights is None or str(self.weights).lower() in ("none", "random"):
+            return "ResNet50, random weights (seed 0)"
+        if str(self.weights).lower() == "imagenet":
+            return "ResNet50, ImageNet weights"
+        return f"ResNet50, weights from {Path(self.weights).name}"
 
 
 def embedder_from_callable(
