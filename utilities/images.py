@@ -150,6 +150,8 @@ def to_model_input(image: Image.Image, size: int = DEFAULT_IMAGE_SIZE) -> np.nda
         (224, 224, 3)
     """
     rgb = _to_rgb(image) if image.mode != "RGB" else image
+    if rgb.size == (size, size):  # already the right square: skip a resampling pass
+        return np.asarray(rgb, dtype=np.uint8)
     fitted = ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR)
     return np.asarray(fitted, dtype=np.uint8)
 

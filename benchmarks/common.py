@@ -1,0 +1,76 @@
+"""Helpers shared by the benchmark scripts: machine description, timing, result tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def versions(names: Sequence[str]) -> str:
+    """`name version` pairs of the installed packages among `names`."""
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+def machine() -> str:
+    """CPU count, processor and accelerator (if JAX or PyTorch sees one)."""
+    description = (
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    gpu = os.environ.get("BENCH_GPU_NAME")
+    return f"{description}, {gpu}" if gpu else description
+
+
+def best_of(function: Callable[[], object], repeats: int) -> float:
+    """Shortest wall time of `repeats` calls, in seconds."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def write_table(
+    name: str,
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    notes: Sequence[str] = (),
+    packages: Sequence[str] = (),
+) -> Path:
+    """Print a markdown table with its context and write it to `benchmarks/results/<name>.md`."""
+    lines = [
+        f"## {title}",
+        "",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- command: `python {shlex.join(sys.argv)}`",
+        f"- machine: {machine()}",
+        f"- versions: {versions(packages)}",
+        "",
+    ]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += [""] + [f"- {note}" for note in notes]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / f"{name}.md"
+    target.write_text(text, encoding="utf-8")
+    return target

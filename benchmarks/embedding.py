@@ -1,0 +1,117 @@
+"""Embedding throughput: the model's limit, the package end to end, and the naive per-image loop.
+
+(a) raw: the compiled ResNet50 on uint8 batches already decoded in memory;
+(b) package: `pipeline.embed_paths` from JPEG files on disk (parallel decoding overlapped with the model);
+(c) naive: `keras.utils.load_img` + `preprocess_input` + `model.predict` on one image at a time.
+All three run in the same process on the same photos; the ratios are what to compare across machines.
+
+Usage:
+    python benchmarks/embedding.py [--quick] [--images DIR] [--count N] [--batch-size B] [--dtype bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import SHARED_DATA, best_of, write_table  # noqa: E402
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few images: checks that it runs (CI)")
+    parser.add_argument("--images", type=Path, default=SHARED_DATA / "imagenette-val")
+    parser.add_argument("--count", type=int, default=512, help="photos for (a) and (b)")
+    parser.add_argument("--naive-count", type=int, default=32, help="photos for (c)")
+    parser.add_argument("--repeat", type=int, default=1, help="pass the file list this many times in (b)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPU count)")
+    parser.add_argument("--dtype", default="float32", help="float32, or mixed_bfloat16 / mixed_float16")
+    parser.add_argument("--name", default="embedding", help="results file name (without .md)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.count, args.naive_count = 2 * args.batch_size, 4
+    return args
+
+
+def naive_loop(paths: list[Path], model) -> np.ndarray:
+    """What many tutorials do: one file, one `predict` call at a time."""
+    import keras
+
+    vectors = []
+    for path in paths:
+        image = keras.utils.load_img(path, target_size=(224, 224))
+        array = keras.applications.resnet50.preprocess_input(keras.utils.img_to_array(image)[None])
+        vectors.append(model.predict(array, verbose=0)[0])
+    return np.stack(vectors)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    import keras
+
+    from utilities.embeddings import ResNet50Embedder
+    from utilities.images import decode_for_model, find_images
+    from utilities.pipeline import embed_paths
+
+    if args.dtype != "float32":
+        keras.mixed_precision.set_dtype_policy(args.dtype)
+    paths = find_images(args.images)[: args.count]
+    embedder = ResNet50Embedder(weights=None, batch_size=args.batch_size)
+    decoded = np.stack([decode_for_model(p) for p in paths])
+    embedder.embed_batch(decoded[: args.batch_size])  # compile before timing
+    raw = best_of(lambda: embedder.embed_batch(decoded), 2)
+    stream = paths * args.repeat  # long enough to amortise starting the decoding workers
+    package = best_of(lambda: embed_paths(stream, embedder, args.batch_size, args.workers, progress=False), 2)
+    naive_paths = paths[: args.naive_count]
+    plain = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+    naive_loop(naive_paths[:1], plain)  # first call builds the predict function
+    naive = best_of(lambda: naive_loop(naive_paths, plain), 1)
+
+    rates = {"raw": len(paths) / raw, "package": len(stream) / package, "naive": len(naive_paths) / naive}
+    rows = [
+        ["(a) raw batched forward, decoded uint8 in memory", len(paths), f"{rates['raw']:.1f}", "1.00"],
+        [
+            "(b) package `embed_paths` from files",
+            len(stream),
+            f"{rates['package']:.1f}",
+            f"{rates['package'] / rates['raw']:.2f}",
+        ],
+        [
+            "(c) naive loop: load_img + predict per image",
+            len(naive_paths),
+            f"{rates['naive']:.1f}",
+            f"{rates['naive'] / rates['raw']:.2f}",
+        ],
+    ]
+    notes = [
+        f"(b)/(a) = {rates['package'] / rates['raw']:.2f} (goal >= 0.90); "
+        f"(b)/(c) = {rates['package'] / rates['naive']:.1f} (goal >= 15)",
+        f"batch size {args.batch_size}, dtype policy {args.dtype}, Keras backend {keras.backend.backend()}, "
+        f"photos from {args.images.name}",
+    ]
+    if args.dtype != "float32":
+        keras.mixed_precision.set_dtype_policy("float32")
+        reference = ResNet50Embedder(weights=None, batch_size=args.batch_size).embed_batch(decoded[:64])
+        reduced = embedder.embed_batch(decoded[:64])
+        cosine = np.sum(reference * reduced, axis=1)
+        notes.append(
+            f"cosine between float32 and {args.dtype} vectors: min {cosine.min():.4f}, "
+            f"mean {cosine.mean():.4f} (64 photos)"
+        )
+    write_table(
+        args.name,
+        "Embedding throughput (images/s)",
+        ["path", "images", "images/s", "vs (a)"],
+        rows,
+        notes,
+        packages=["keras", "tensorflow-cpu", "tensorflow", "jax", "torch", "pillow", "numpy"],
+    )
+
+
+if __name__ == "__main__":
+    main()
