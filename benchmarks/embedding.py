@@ -34,6 +34,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", default="embedding", help="results file name (without .md)")
     args = parser.parse_args(argv)
     if args.quick:
+        args.name += "-quick"
         args.count, args.naive_count = 2 * args.batch_size, 4
     return args
 
