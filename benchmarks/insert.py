@@ -45,7 +45,7 @@ def plain_insert(client, name: str, paths: list[str], vectors: np.ndarray, rows_
         client.insert(
             name,
             [
-                {"id": i, "path": paths[i], "vector": vectors[i], "file_size": 0, "mtime_ns": 0}
+                {"id": i, "path": paths[i], "vector": vectors[i], "file_size": 0, "mtime_ns": 0, "content_hash": ""}
                 for i in range(start, stop)
             ],
         )

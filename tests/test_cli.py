@@ -151,3 +151,23 @@ def test_drop_without_yes_and_without_a_terminal_keeps_the_collection(tmp_path: 
     reopened = ImageCollection.open(uri, name="keep", create=False)
     assert reopened.exists()
     reopened.close()
+
+
+def test_search_of_a_missing_collection_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    uri = str(tmp_path / "empty.db")
+    done = run_cli(
+        "search",
+        str(sorted(IMAGENETTE.rglob("*.JPEG"))[0]),
+        "--uri",
+        uri,
+        "--collection",
+        "nothing_here",
+        "--weights",
+        "none",
+    )
+    assert done.returncode == 1 and "nothing_here" in done.stderr and "does not exist" in done.stderr
+    store = ImageCollection.open(uri, name="probe", dimension=4)
+    try:
+        assert "nothing_here" not in store.client.list_collections()
+    finally:
+        store.close()

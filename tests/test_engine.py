@@ -37,3 +37,43 @@ def test_end_to_end_with_the_facade(
         engine.store.drop()
         engine.store.close()
         engine.mapping_path.unlink(missing_ok=True)
+
+
+def test_failures_are_written_beside_the_mapping(tmp_path: Path, embedder) -> None:
+    from tests.images_factory import make_bad_files
+
+    folder = tmp_path / "mixed"
+    make_bad_files(folder)
+    engine = ImageSearchEngine(uri=str(tmp_path / "m.db"), collection_name="mixed", embedder=embedder, progress=False)
+    try:
+        report = engine.index_folder(folder)
+        assert report.indexed == 0 and len(report.failed) == 6
+        lines = engine.failures_path.read_text(encoding="utf-8").splitlines()
+        assert lines[0] == "path,reason" and len(lines) == 7
+        assert engine.failures_path.parent == engine.mapping_path.parent
+    finally:
+        engine.store.close()
+
+
+def test_second_process_on_a_lite_file_gets_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from utilities.milvus_store import ImageCollection
+
+    uri = str(tmp_path / "busy.db")
+    holder = ImageCollection.open(uri, name="busy", dimension=4)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "utilities", "info", "--uri", uri],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert done.returncode == 1
+        assert "cannot open Milvus Lite file" in done.stderr and "no other process" in done.stderr
+        assert holder.count() == 0  # the first process still works
+    finally:
+        holder.close()

@@ -87,7 +87,7 @@ def test_ivf_flat_index_and_search(store: ImageCollection) -> None:
     store.insert([f"/ivf/{i}.jpg" for i in range(200)], vectors)
     info = store.create_index("IVF_FLAT", nlist=16)
     assert (info["index_type"], info["metric_type"], str(info["nlist"])) == ("IVF_FLAT", "COSINE", "16")
-    assert store.search_params(10)["params"] == {"nprobe": 16}
+    assert store.search_params(10)["params"] == {"nprobe": 32}
     hits = store.search(vectors[42:43], top_k=1, search_params={"params": {"nprobe": 16}})[0]
     assert hits[0]["entity"]["path"] == "/ivf/42.jpg"
 
@@ -101,7 +101,7 @@ def test_hnsw_where_supported(store: ImageCollection) -> None:
         return
     info = store.create_index("HNSW", M=8, efConstruction=64)
     assert (info["index_type"], str(info["M"])) == ("HNSW", "8")
-    assert store.search_params(100)["params"]["ef"] == 100
+    assert store.search_params(10)["params"]["ef"] == 128 and store.search_params(300)["params"]["ef"] == 300
     assert store.search(vectors[3:4], top_k=1)[0][0]["entity"]["path"] == "/hnsw/3.jpg"
 
 
@@ -118,3 +118,20 @@ def test_unreachable_server_names_the_uri() -> None:
 def test_lite_file_needs_db_suffix(tmp_path) -> None:
     with pytest.raises(MilvusUnavailableError, match="must end in '.db'"):
         connect(str(tmp_path / "milvus.sqlite"))
+
+
+def test_hostile_strings_cannot_widen_a_filter(store: ImageCollection) -> None:
+    from utilities.milvus_store import PATH_FIELD, quote_string
+
+    paths = ['/photos/x" or path != "', "/photos/back\\slash.jpg", "/photos/plain.jpg"]
+    store.insert(paths, random_unit(3, seed=9))
+    for path in paths:
+        rows = store.client.query(
+            store.name, filter=f"{PATH_FIELD} == {quote_string(path)}", output_fields=[PATH_FIELD]
+        )
+        assert [r[PATH_FIELD] for r in rows] == [path]
+
+
+def test_rows_by_hash_finds_only_those_hashes(store: ImageCollection) -> None:
+    store.insert(["/a.jpg", "/b.jpg"], random_unit(2), hashes=["aa11", "bb22"])
+    assert [r["path"] for r in store.rows_by_hash(["bb22", 'x" or path != "'])] == ["/b.jpg"]

@@ -183,3 +183,52 @@ def test_killed_run_resumes_with_each_image_once(
     finally:
         resumed.drop()
         resumed.close()
+
+
+def stored_vector(store: ImageCollection, path: Path) -> np.ndarray:
+    from utilities.milvus_store import VECTOR_FIELD
+
+    rows = store.get([path_id(stored_path(path))], (VECTOR_FIELD,))
+    return np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)
+
+
+def test_changed_file_is_embedded_again_in_place(store: ImageCollection, embedder, photo_folder: Path) -> None:
+    index_folder(photo_folder, store, embedder, progress=False)
+    target = sorted(photo_folder.rglob("*.JPEG"))[0]
+    before = stored_vector(store, target)
+    replacement = imagenette_files(2)[1]  # another photo of the same class
+    shutil.copyfile(replacement, target)
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    report = index_folder(photo_folder, store, embedder, progress=False)
+    assert (report.updated, report.added, report.unchanged, report.moved) == (1, 0, 9, 0)
+    assert store.count() == 10
+    assert np.abs(stored_vector(store, target) - before).max() > 1e-4
+
+
+def test_prune_removes_rows_of_deleted_files(store: ImageCollection, embedder, photo_folder: Path) -> None:
+    index_folder(photo_folder, store, embedder, progress=False)
+    victim = sorted(photo_folder.rglob("*.JPEG"))[3]
+    victim.unlink()
+    kept = index_folder(photo_folder, store, embedder, progress=False)
+    assert kept.removed == 0 and store.count() == 10  # without prune nothing is deleted
+    report = index_folder(photo_folder, store, embedder, progress=False, prune=True)
+    assert (report.removed, report.unchanged, report.indexed) == (1, 9, 0)
+    assert store.count() == 9
+    assert store.existing_ids([path_id(stored_path(victim))]) == set()
+
+
+def test_moved_folder_is_not_embedded_again(store: ImageCollection, embedder, photo_folder: Path) -> None:
+    index_folder(photo_folder, store, embedder, progress=False)
+    target = sorted(photo_folder.rglob("*.JPEG"))[2]
+    before = stored_vector(store, target)
+    moved_root = photo_folder.parent / "renamed_photos"
+    photo_folder.rename(moved_root)
+    counting = CountingEmbedder(embedder)
+    report = index_folder(moved_root, store, counting, progress=False)
+    assert (report.moved, report.added, counting.seen) == (10, 0, 0)
+    assert store.count() == 10
+    new_path = moved_root / target.relative_to(photo_folder)
+    np.testing.assert_allclose(stored_vector(store, new_path), before, atol=1e-6)
+    from utilities.catalog import mapping_from_collection
+
+    assert all(p.startswith(stored_path(moved_root)) for p in mapping_from_collection(store)["path"])

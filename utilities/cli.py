@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("folder", type=Path)
     index.add_argument("--shard", type=_shard, help="index only part I of N disjoint parts (for N machines)")
     index.add_argument("--failures", type=Path, help="write failed files and reasons to this CSV")
+    index.add_argument("--prune", action="store_true", help="delete rows of files that are gone from FOLDER")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     search = commands.add_parser("search", parents=[common, model], help="find the images most like IMAGE")
@@ -78,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     drop = commands.add_parser("drop", parents=[common], help="drop the collection (asks first)")
     drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common, model], help="retrieval quality on a labelled folder (class sub-folders)"
+    )
+    evaluate.add_argument("folder", type=Path)
+    evaluate.add_argument("--per-class", type=_positive, default=20, help="database images per class")
+    evaluate.add_argument("--queries-per-class", type=_positive, default=5, help="held-out queries per class")
+    evaluate.add_argument("--top-k", type=_positive, default=10)
+    evaluate.add_argument("--index", default="FLAT", help="FLAT, IVF_FLAT or HNSW (server)")
+    evaluate.add_argument("--json", action="store_true")
 
     demo = commands.add_parser("demo", parents=[common, model], help="index a small photo set and search it")
     demo.add_argument("--images", type=Path, help="use this folder (class sub-folders) instead of downloading")
@@ -108,16 +119,6 @@ def _store(args: argparse.Namespace) -> Any:
     return ImageCollection.open(args.uri, args.token, args.collection, create=False)
 
 
-def _report_dict(report: Any) -> dict[str, Any]:
-    return {
-        "collection": report.collection,
-        "indexed": report.indexed,
-        "already_present": report.already_present,
-        "failed": [{"path": f.path, "reason": f.reason} for f in report.failed],
-        "seconds": round(report.seconds, 3),
-    }
-
-
 def cmd_index(args: argparse.Namespace) -> int:
     from utilities.images import find_images
     from utilities.pipeline import shard_paths
@@ -126,15 +127,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     files = find_images(args.folder)
     if args.shard:
         files = shard_paths(files, *args.shard)
-    report = engine.index_files(files)
+    report = engine.index_files(files, prune_root=args.folder if args.prune else None)
     if args.failures:
         report.write_failures(args.failures)
-    print(json.dumps(_report_dict(report), indent=2) if args.json else str(report))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else str(report))
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args)
+    engine.open_existing()
     results = engine.search(args.image, top_k=args.top_k)
     written = engine.copy_results(results, args.copy_to) if args.copy_to else []
     if args.plot:
@@ -201,6 +203,28 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from utilities.evaluation import evaluate
+
+    engine = _engine(args)
+    report = evaluate(
+        args.folder,
+        engine.embedder,
+        uri=engine.target.uri,
+        token=engine.target.token,
+        database_per_class=args.per_class,
+        queries_per_class=args.queries_per_class,
+        top_k=args.top_k,
+        index_type=args.index,
+        progress=engine.progress,
+    )
+    if args.json:
+        print(report.table().set_index("metric")["value"].to_json(indent=2))
+    else:
+        print(report)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from utilities.demo import run_demo
 
@@ -222,6 +246,7 @@ COMMANDS = {
     "info": cmd_info,
     "export-mapping": cmd_export_mapping,
     "drop": cmd_drop,
+    "evaluate": cmd_evaluate,
     "demo": cmd_demo,
 }
 
@@ -242,6 +267,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImageSearchError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if type(error).__module__.startswith("pymilvus"):
+            message = getattr(error, "message", None) or str(error)
+            print(
+                f"error: Milvus at {args.uri or os.environ.get('MILVUS_URI') or 'db/milvus.db'} answered: "
+                f"{message}. Check that the server is running and healthy (python -m utilities info), "
+                "then run the same command again.",
+                file=sys.stderr,
+            )
+            return 1
+        raise
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume (finished batches are kept)", file=sys.stderr)
         return 1

@@ -82,6 +82,17 @@ class ImageSearchEngine:
             )
         return self._store
 
+    def open_existing(self) -> ImageCollection:
+        """Open the collection, which must exist already (for read-only work such as search).
+
+        Raises:
+            CollectionNotFoundError: It does not exist; index a folder first.
+        """
+        self._store = ImageCollection.open(
+            self.target.uri, self.target.token, self.collection_name, dimension=self.embedder.dimension, create=False
+        )
+        return self._store
+
     def create_collection(self, reset: bool = False) -> ImageCollection:
         """Create the collection (or check the existing one); `reset` drops it first."""
         self._store = ImageCollection.open(
@@ -109,21 +120,45 @@ class ImageSearchEngine:
         stored = [stored_path(p) if not str(p).startswith(("http://", "https://")) else str(p) for p in paths]
         return self.store.insert(stored, vectors, ids=[path_id(p) for p in stored])
 
-    def index_folder(self, folder: str | os.PathLike, save_mapping: bool = True) -> pipeline.IndexReport:
-        """Embed and store every new image under `folder`; see `pipeline.index_folder`.
+    def index_folder(
+        self, folder: str | os.PathLike, save_mapping: bool = True, prune: bool = False
+    ) -> pipeline.IndexReport:
+        """Bring the collection up to date with the images under `folder`; see `pipeline.index_folder`.
 
+        New and changed files are embedded, moved ones keep their vectors, unchanged
+        ones are skipped; with `prune`, rows of files deleted from the folder go too.
         Also saves the id-to-path mapping (see `mapping_path`) when `save_mapping`.
         """
-        report = pipeline.index_folder(folder, self.store, self.embedder, self.batch_size, progress=self.progress)
-        if save_mapping:
-            self.save_mapping()
-        return report
+        report = pipeline.index_folder(
+            folder, self.store, self.embedder, self.batch_size, progress=self.progress, prune=prune
+        )
+        return self._after_indexing(report, save_mapping)
 
-    def index_files(self, paths: Sequence[str | os.PathLike], save_mapping: bool = True) -> pipeline.IndexReport:
-        """Embed and store the given image files that are not stored yet."""
-        report = pipeline.index_paths(paths, self.store, self.embedder, self.batch_size, progress=self.progress)
+    def index_files(
+        self,
+        paths: Sequence[str | os.PathLike],
+        save_mapping: bool = True,
+        prune_root: str | os.PathLike | None = None,
+    ) -> pipeline.IndexReport:
+        """Bring the collection up to date with the given image files; see `pipeline.index_paths`."""
+        report = pipeline.index_paths(
+            paths, self.store, self.embedder, self.batch_size, progress=self.progress, prune_root=prune_root
+        )
+        return self._after_indexing(report, save_mapping)
+
+    @property
+    def failures_path(self) -> Path:
+        """Where the files that failed in the last indexing run are listed (CSV), beside the mapping."""
+        return self.mapping_path.with_name(f"{self.collection_name}.failures.csv")
+
+    def _after_indexing(self, report: pipeline.IndexReport, save_mapping: bool) -> pipeline.IndexReport:
         if save_mapping:
             self.save_mapping()
+        if report.failed:
+            report.write_failures(self.failures_path)
+            logger.warning("%d files could not be indexed: see %s", len(report.failed), self.failures_path)
+        else:
+            self.failures_path.unlink(missing_ok=True)
         return report
 
     def count(self) -> int:

@@ -2,8 +2,9 @@
 counts, indexes and raw searches.
 
 One collection holds one row per image: an INT64 id derived from the path, the
-path itself (VARCHAR), the embedding (FLOAT_VECTOR), and the file's size and
-modification time (so a re-run can tell changed files). Collections are created
+path itself (VARCHAR), the embedding (FLOAT_VECTOR), the file's size and
+modification time (so a re-run can tell changed files) and a hash of its content
+(so a moved file keeps its vector instead of being embedded again). Collections are created
 with Strong consistency, so a count or a search right after an insert sees it.
 
 The same code serves Milvus Lite (a local `.db` file) and a Milvus server
@@ -36,16 +37,24 @@ PATH_FIELD = "path"
 VECTOR_FIELD = "vector"
 SIZE_FIELD = "file_size"
 MTIME_FIELD = "mtime_ns"
+HASH_FIELD = "content_hash"
+HASH_MAX_LENGTH = 64
 PATH_MAX_BYTES = 4096
 """Longest path (in UTF-8 bytes) the `path` field holds."""
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
-"""Upper bound on one insert request (~250 rows of 2048-d vectors).
+"""Upper bound on one insert request to Milvus Lite (~250 rows of 2048-d vectors).
 
-A server rejects messages over 64 MB, and Milvus Lite slows down sharply above
-about 4 MB a request: measured on a 2-core machine, 4,000 rows of 2048-d went in
-at ~2,700 rows/s in 2 MB requests against ~150 rows/s in 8 MB ones (Lite), and
-~2,400 vs ~2,600 rows/s on the standalone server.
+Milvus Lite slows down sharply above about 4 MB a request: on a 2-core machine 10,000
+rows of 2048-d went in at ~2,400 rows/s in 250-row requests against ~140 rows/s in
+1,000-row ones (benchmarks/results/insert.md).
+"""
+
+SERVER_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+"""Upper bound on one insert request to a server (~1,000 rows of 2048-d vectors).
+
+A server rejects messages over 64 MB; within that, larger requests are faster: 3,351
+rows/s at 1,000 rows a request against 2,910 at 250 (benchmarks/results/insert.md).
 """
 
 SEARCH_CONSISTENCY = "Session"
@@ -68,10 +77,17 @@ DEFAULT_INDEX_PARAMS: dict[str, dict[str, int]] = {
     "HNSW": {"M": 16, "efConstruction": 200},
 }
 DEFAULT_SEARCH_PARAMS: dict[str, dict[str, int]] = {
-    "IVF_FLAT": {"nprobe": 16},
-    "IVF_SQ8": {"nprobe": 16},
-    "HNSW": {"ef": 64},
+    "IVF_FLAT": {"nprobe": 32},
+    "IVF_SQ8": {"nprobe": 32},
+    "HNSW": {"ef": 128},
 }
+"""Search parameters used unless the caller passes others.
+
+Chosen from benchmarks/results/search.md: on 100,000 clustered 2048-d vectors HNSW (M=16,
+efConstruction=200) reached recall@10 1.000 at ef=64 with p50 10 ms on the server, and on
+3,000 vectors 0.935 at ef=64 and 0.995 at ef=256; ef=128 leaves a margin. nprobe=32 of
+nlist=1024 reached 1.000 at 100,000 vectors.
+"""
 
 
 def connect(
@@ -137,6 +153,20 @@ def distance_from_score(scores: np.ndarray, metric: str) -> np.ndarray:
     """
     scores = np.asarray(scores, dtype=np.float64)
     return scores if metric == "L2" else np.maximum(1.0 - scores, 0.0)
+
+
+def quote_string(value: str) -> str:
+    r"""A Milvus filter-expression string literal for `value`, with quotes and backslashes escaped.
+
+    User-controlled text (paths, hashes) must only reach a filter through this, so
+    that a file named `x" or id > 0 or "` cannot widen a query or a delete.
+
+    Example:
+        >>> quote_string('x" or path != "')
+        '"x\\" or path != \\""'
+    """
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
 
 
 def _drop_mvcc_warning(record: logging.LogRecord) -> bool:
@@ -258,6 +288,7 @@ class ImageCollection:
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
         schema.add_field(SIZE_FIELD, DataType.INT64)
         schema.add_field(MTIME_FIELD, DataType.INT64)
+        schema.add_field(HASH_FIELD, DataType.VARCHAR, max_length=HASH_MAX_LENGTH)
         index_params = self.client.prepare_index_params()
         index_params.add_index(field_name=VECTOR_FIELD, index_type="FLAT", metric_type=metric)
         self.client.create_collection(self.name, schema=schema, index_params=index_params, consistency_level="Strong")
@@ -279,6 +310,7 @@ class ImageCollection:
             VECTOR_FIELD: DataType.FLOAT_VECTOR,
             SIZE_FIELD: DataType.INT64,
             MTIME_FIELD: DataType.INT64,
+            HASH_FIELD: DataType.VARCHAR,
         }
         problems = [
             f"field {name!r} should be {kind.name}"
@@ -342,8 +374,9 @@ class ImageCollection:
         ids: Sequence[int] | None = None,
         file_sizes: Sequence[int] | None = None,
         mtimes_ns: Sequence[int] | None = None,
+        hashes: Sequence[str] | None = None,
         upsert: bool = True,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_request_bytes: int | None = None,
     ) -> int:
         """Write rows, split into requests of at most `max_request_bytes`.
 
@@ -356,8 +389,10 @@ class ImageCollection:
             ids: Row ids; derived from the paths (`ids.path_id`) if None.
             file_sizes: File sizes in bytes (0 if unknown).
             mtimes_ns: Modification times in ns (0 if unknown).
+            hashes: Content hashes (`""` if unknown).
             upsert: Replace rows with the same id instead of adding a second one.
-            max_request_bytes: Byte budget of one request.
+            max_request_bytes: Byte budget of one request; by default `MAX_REQUEST_BYTES`
+                for Milvus Lite and `SERVER_MAX_REQUEST_BYTES` for a server.
 
         Returns:
             The number of rows written.
@@ -380,9 +415,11 @@ class ImageCollection:
         row_ids = list(ids) if ids is not None else [path_id(p) for p in paths]
         sizes = list(file_sizes) if file_sizes is not None else [0] * count
         mtimes = list(mtimes_ns) if mtimes_ns is not None else [0] * count
+        digests = list(hashes) if hashes is not None else [""] * count
         write = self.client.upsert if upsert else self.client.insert
         row_bytes = [vectors.shape[1] * 4 + len(e) + 32 for e in encoded]
-        for part in _batches_by_bytes(row_bytes, max_request_bytes):
+        budget = max_request_bytes or (MAX_REQUEST_BYTES if self.target.is_lite else SERVER_MAX_REQUEST_BYTES)
+        for part in _batches_by_bytes(row_bytes, budget):
             rows = [
                 {
                     ID_FIELD: int(row_ids[i]),
@@ -390,6 +427,7 @@ class ImageCollection:
                     VECTOR_FIELD: vectors[i],
                     SIZE_FIELD: int(sizes[i]),
                     MTIME_FIELD: int(mtimes[i]),
+                    HASH_FIELD: digests[i],
                 }
                 for i in range(part.start, part.stop)
             ]
@@ -447,6 +485,22 @@ class ImageCollection:
         for start in range(0, len(ids), 1000):
             rows.extend(
                 self.client.get(self.name, ids=[int(i) for i in ids[start : start + 1000]], output_fields=list(fields))
+            )
+        return rows
+
+    def rows_by_hash(self, hashes: Sequence[str], fields: Sequence[str] = (ID_FIELD, PATH_FIELD)) -> list[dict]:
+        """Rows whose content hash is one of `hashes` (for finding moved files)."""
+        rows: list[dict] = []
+        unique = sorted(set(hashes) - {""})
+        for start in range(0, len(unique), 500):
+            literals = ", ".join(quote_string(h) for h in unique[start : start + 500])
+            rows.extend(
+                self.client.query(
+                    self.name,
+                    filter=f"{HASH_FIELD} in [{literals}]",
+                    output_fields=list(fields),
+                    consistency_level="Strong",
+                )
             )
         return rows
 

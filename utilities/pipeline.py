@@ -10,6 +10,7 @@ Embedding the next batch overlaps with writing the previous one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import time
@@ -25,7 +26,15 @@ from utilities.embeddings import Embedder
 from utilities.errors import CollectionMismatchError
 from utilities.ids import path_id, stored_path
 from utilities.images import find_images
-from utilities.milvus_store import ImageCollection
+from utilities.milvus_store import (
+    HASH_FIELD,
+    ID_FIELD,
+    MTIME_FIELD,
+    PATH_FIELD,
+    SIZE_FIELD,
+    VECTOR_FIELD,
+    ImageCollection,
+)
 from utilities.reader import LoadFailure, iter_decoded_batches
 
 logger = logging.getLogger(__name__)
@@ -36,27 +45,60 @@ class IndexReport:
     """What an indexing run did.
 
     Attributes:
-        indexed: Images embedded and written in this run.
-        already_present: Images skipped because their id was already stored.
+        added: New files embedded (or given the vector of an identical file) and written.
+        updated: Files whose size or modification time changed: embedded again, their row replaced.
+        moved: Files found under a new path with the content of a row whose file is gone:
+            the row now has the new path, and nothing was embedded.
+        unchanged: Files already stored with the same size and modification time: skipped.
+        removed: Rows deleted because their file is gone (with `prune`).
         failed: Files that could not be used, with reasons.
         seconds: Wall time of the run.
         collection: Collection name.
     """
 
-    indexed: int = 0
-    already_present: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    unchanged: int = 0
+    removed: int = 0
     failed: list[LoadFailure] = field(default_factory=list)
     seconds: float = 0.0
     collection: str = ""
 
     @property
+    def indexed(self) -> int:
+        """Rows written in this run: added + updated + moved."""
+        return self.added + self.updated + self.moved
+
+    @property
+    def already_present(self) -> int:
+        """Same as `unchanged`."""
+        return self.unchanged
+
+    @property
     def total(self) -> int:
-        """Files considered: indexed + already present + failed."""
-        return self.indexed + self.already_present + len(self.failed)
+        """Files considered: indexed + unchanged + failed."""
+        return self.indexed + self.unchanged + len(self.failed)
+
+    def as_dict(self) -> dict[str, object]:
+        """The counts and failures as plain data (for JSON)."""
+        return {
+            "collection": self.collection,
+            "indexed": self.indexed,
+            "added": self.added,
+            "updated": self.updated,
+            "moved": self.moved,
+            "unchanged": self.unchanged,
+            "already_present": self.unchanged,
+            "removed": self.removed,
+            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
+            "seconds": round(self.seconds, 3),
+        }
 
     def __str__(self) -> str:
         lines = [
-            f"{self.collection}: indexed {self.indexed}, already present {self.already_present}, "
+            f"{self.collection}: indexed {self.indexed} (added {self.added}, updated {self.updated}, "
+            f"moved {self.moved}), already present {self.unchanged}, removed {self.removed}, "
             f"failed {len(self.failed)} ({self.seconds:.1f} s)"
         ]
         lines += [f"  failed: {f.path}: {f.reason}" for f in self.failed[:20]]
@@ -136,6 +178,81 @@ def embed_paths(
     return EmbeddedImages(paths=kept, vectors=vectors, failures=failures)
 
 
+def file_hash(path: str) -> str:
+    """BLAKE2b-128 of a file's bytes, hex (empty string if it cannot be read)."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+@dataclass
+class _Plan:
+    """Which files a run embeds, reuses, skips; with their stat results."""
+
+    stats: dict[str, tuple[int, int]]
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def _plan(unique: list[str], store: ImageCollection) -> _Plan:
+    plan = _Plan(stats={p: _file_stats(p) for p in unique})
+    stored = {int(r[ID_FIELD]): r for r in store.get([path_id(p) for p in unique], (ID_FIELD, SIZE_FIELD, MTIME_FIELD))}
+    for path in unique:
+        row = stored.get(path_id(path))
+        if row is None:
+            plan.new.append(path)
+        elif (int(row[SIZE_FIELD]), int(row[MTIME_FIELD])) == plan.stats[path]:
+            plan.unchanged += 1
+        else:
+            plan.changed.append(path)
+    return plan
+
+
+def _reuse_vectors(plan: _Plan, store: ImageCollection, report: IndexReport, current: set[int]) -> list[str]:
+    """Give new files whose content is already stored that row's vector; return the files left to embed."""
+    hashes = {path: file_hash(path) for path in plan.new}
+    fields = (ID_FIELD, PATH_FIELD, HASH_FIELD, VECTOR_FIELD)
+    by_hash = {row[HASH_FIELD]: row for row in store.rows_by_hash(list(hashes.values()), fields)}
+    reused = [path for path in plan.new if hashes[path] and hashes[path] in by_hash]
+    if not reused:
+        return plan.new
+    rows = [by_hash[hashes[path]] for path in reused]
+    store.insert(
+        reused,
+        np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32),
+        file_sizes=[plan.stats[p][0] for p in reused],
+        mtimes_ns=[plan.stats[p][1] for p in reused],
+        hashes=[hashes[p] for p in reused],
+    )
+    gone = {int(row[ID_FIELD]) for row in rows if not os.path.exists(row[PATH_FIELD])} - current
+    store.delete(sorted(gone))
+    report.moved += sum(1 for row in rows if int(row[ID_FIELD]) in gone)
+    report.added += len(reused) - sum(1 for row in rows if int(row[ID_FIELD]) in gone)
+    taken = set(reused)
+    return [path for path in plan.new if path not in taken]
+
+
+def _prune(store: ImageCollection, root: str | os.PathLike, current: set[int]) -> int:
+    """Delete rows under `root` whose file no longer exists; return how many."""
+    prefix = stored_path(root).rstrip("/") + "/"
+    stale = [
+        int(row[ID_FIELD])
+        for page in store.iter_rows((ID_FIELD, PATH_FIELD))
+        for row in page
+        if str(row[PATH_FIELD]).startswith(prefix)
+        and int(row[ID_FIELD]) not in current
+        and not os.path.lexists(row[PATH_FIELD])
+    ]
+    store.delete(stale)
+    return len(stale)
+
+
 def index_paths(
     paths: Sequence[str | os.PathLike],
     store: ImageCollection,
@@ -143,19 +260,27 @@ def index_paths(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
+    prune_root: str | os.PathLike | None = None,
 ) -> IndexReport:
-    """Embed and insert the given files that are not stored yet.
+    """Bring the collection up to date with the given files.
+
+    New files are embedded and added; files whose size or modification time changed
+    are embedded again and their row replaced (same id, never a second row); files
+    whose content is already stored under another path reuse that vector (a moved
+    folder is not embedded again); unchanged files are skipped. With `prune_root`,
+    rows under that folder whose file is gone are deleted.
 
     Args:
         paths: Image files (duplicates are ignored).
         store: The target collection; its dimension must equal `embedder.dimension`.
         embedder: Any `Embedder`.
         batch_size: Images per model call and per write.
-        workers: Decoding threads.
+        workers: Decoding workers.
         progress: Show a tqdm bar.
+        prune_root: Delete rows under this folder whose files no longer exist.
 
     Returns:
-        An `IndexReport`.
+        An `IndexReport` (added, updated, moved, unchanged, removed, failed).
 
     Raises:
         CollectionMismatchError: The embedder's dimension differs from the collection's.
@@ -167,26 +292,33 @@ def index_paths(
             f"{store.dimension}-d vectors; use another collection name or reset it"
         )
     unique = list(dict.fromkeys(stored_path(p) for p in paths))
-    present = store.existing_ids([path_id(p) for p in unique])
-    todo = [p for p in unique if path_id(p) not in present]
-    report = IndexReport(already_present=len(unique) - len(todo), collection=store.name)
-    logger.info("%d files, %d already stored, %d to index", len(unique), report.already_present, len(todo))
+    current = {path_id(p) for p in unique}
+    plan = _plan(unique, store)
+    report = IndexReport(unchanged=plan.unchanged, collection=store.name)
+    to_embed = _reuse_vectors(plan, store, report, current) + plan.changed
+    changed = set(plan.changed)
+    logger.info("%d files: %d unchanged, %d to embed", len(unique), plan.unchanged, len(to_embed))
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-write") as writer,
-        tqdm(total=len(todo), desc="indexing", unit="img", disable=not progress) as bar,
+        tqdm(total=len(to_embed), desc="indexing", unit="img", disable=not progress) as bar,
     ):
-        pending: Future | None = None
-        for batch in iter_decoded_batches(todo, batch_size, embedder.image_size, workers):
+        pending: list[Future] = []
+        for batch in iter_decoded_batches(to_embed, batch_size, embedder.image_size, workers):
             report.failed.extend(batch.failures)
             if len(batch.paths):
                 vectors = embedder.embed_batch(batch.images)
-                if pending is not None:
-                    report.indexed += pending.result()
-                pending = writer.submit(_write_batch, store, [p.as_posix() for p in batch.paths], vectors)
+                for done in pending:
+                    done.result()
+                names = [p.as_posix() for p in batch.paths]
+                pending = [writer.submit(_write_batch, store, names, vectors, plan.stats)]
+                report.updated += sum(1 for name in names if name in changed)
+                report.added += sum(1 for name in names if name not in changed)
             bar.update(len(batch.paths) + len(batch.failures))
-        if pending is not None:
-            report.indexed += pending.result()
-    if report.indexed:
+        for done in pending:
+            done.result()
+    if prune_root is not None:
+        report.removed = _prune(store, prune_root, current)
+    if report.indexed or report.removed:
         store.flush()
     report.seconds = time.perf_counter() - started
     for failure in report.failed:
@@ -214,9 +346,17 @@ def shard_paths(paths: Sequence[str | os.PathLike], index: int, count: int) -> l
     return [Path(p) for p in paths if path_id(stored_path(p)) % count == index - 1]
 
 
-def _write_batch(store: ImageCollection, paths: list[str], vectors: np.ndarray) -> int:
-    stats = [_file_stats(p) for p in paths]
-    return store.insert(paths, vectors, file_sizes=[s[0] for s in stats], mtimes_ns=[s[1] for s in stats], upsert=True)
+def _write_batch(
+    store: ImageCollection, paths: list[str], vectors: np.ndarray, stats: dict[str, tuple[int, int]]
+) -> int:
+    return store.insert(
+        paths,
+        vectors,
+        file_sizes=[stats.get(p, (0, 0))[0] for p in paths],
+        mtimes_ns=[stats.get(p, (0, 0))[1] for p in paths],
+        hashes=[file_hash(p) for p in paths],
+        upsert=True,
+    )
 
 
 def index_folder(
@@ -226,8 +366,9 @@ def index_folder(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
+    prune: bool = False,
 ) -> IndexReport:
-    """Index every image under a folder (recursively) that is not stored yet.
+    """Bring the collection up to date with every image under a folder (recursively).
 
     Args:
         folder: The folder of images.
@@ -236,9 +377,10 @@ def index_folder(
         batch_size: Images per model call and per write.
         workers: Decoding threads.
         progress: Show a tqdm bar.
+        prune: Also delete rows under this folder whose files are gone.
 
     Returns:
-        An `IndexReport` (indexed, already present, failed with reasons).
+        An `IndexReport` (added, updated, moved, unchanged, removed, failed with reasons).
 
     Raises:
         NotADirectoryError: The folder does not exist.
@@ -249,4 +391,6 @@ def index_folder(
         >>> print(report)  # doctest: +SKIP
         imagenet_collection: indexed 120, already present 0, failed 1 (14.2 s)
     """
-    return index_paths(find_images(folder), store, embedder, batch_size, workers, progress)
+    return index_paths(
+        find_images(folder), store, embedder, batch_size, workers, progress, prune_root=folder if prune else None
+    )
