@@ -87,7 +87,7 @@ def test_ivf_flat_index_and_search(store: ImageCollection) -> None:
     store.insert([f"/ivf/{i}.jpg" for i in range(200)], vectors)
     info = store.create_index("IVF_FLAT", nlist=16)
     assert (info["index_type"], info["metric_type"], str(info["nlist"])) == ("IVF_FLAT", "COSINE", "16")
-    assert store.search_params(10)["params"] == {"nprobe": 32}
+    assert store.search_params(10)["params"] == {"nprobe": 16}  # the default 32, capped at nlist
     hits = store.search(vectors[42:43], top_k=1, search_params={"params": {"nprobe": 16}})[0]
     assert hits[0]["entity"]["path"] == "/ivf/42.jpg"
 

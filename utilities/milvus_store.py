@@ -561,10 +561,12 @@ class ImageCollection:
         return self.index_info() or {}
 
     def search_params(self, top_k: int, **overrides: int) -> dict[str, Any]:
-        """Search parameters suited to the current index (`ef` >= `top_k` for HNSW)."""
+        """Search parameters suited to the current index (`ef` >= `top_k` for HNSW, `nprobe` <= `nlist`)."""
         params = {**DEFAULT_SEARCH_PARAMS.get(self.index_type, {}), **overrides}
         if self.index_type == "HNSW":
             params["ef"] = max(int(params["ef"]), top_k)
+        if "nprobe" in params and "nlist" in (self.index_info() or {}):
+            params["nprobe"] = max(1, min(int(params["nprobe"]), int(self.index_info()["nlist"])))
         return {"metric_type": self.metric, "params": params}
 
     def search(

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,31 @@ def _decode_chunk(paths: list[Path], size: int) -> list[np.ndarray | LoadFailure
     return [_decode(path, size) for path in paths]
 
 
+def _decode_into(
+    memory_name: str, shape: tuple[int, ...], slot: int, row: int, paths: list[Path], size: int
+) -> list[LoadFailure | None]:
+    """Decode in a worker process straight into a shared-memory slot; return only the failures.
+
+    Sending pixels back through a pipe (pickled arrays) limited 16 workers to ~3,700
+    images/s on a GPU machine; writing them into shared memory avoids that copy.
+    """
+    memory = shared_memory.SharedMemory(name=memory_name)
+    try:
+        view = np.ndarray(shape, dtype=np.uint8, buffer=memory.buf)
+        results: list[LoadFailure | None] = []
+        for offset, path in enumerate(paths):
+            decoded = _decode(path, size)
+            if isinstance(decoded, LoadFailure):
+                results.append(decoded)
+            else:
+                view[slot, row + offset] = decoded
+                results.append(None)
+        del view
+        return results
+    finally:
+        memory.close()
+
+
 def _executor(decoder: str, workers: int) -> Executor:
     if decoder == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
@@ -82,6 +108,20 @@ def _executor(decoder: str, workers: int) -> Executor:
         # spawn: never fork a process that runs TensorFlow/JAX threads
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     raise ValueError(f"decoder must be 'thread' or 'process', got {decoder!r}")
+
+
+class _Slots:
+    """Shared-memory buffers, one per batch in flight, that worker processes decode into."""
+
+    def __init__(self, slots: int, batch_size: int, image_size: int) -> None:
+        self.shape = (slots, batch_size, image_size, image_size, 3)
+        self.memory = shared_memory.SharedMemory(create=True, size=int(np.prod(self.shape)))
+        self.array = np.ndarray(self.shape, dtype=np.uint8, buffer=self.memory.buf)
+
+    def close(self) -> None:
+        del self.array
+        self.memory.close()
+        self.memory.unlink()
 
 
 def iter_decoded_batches(
@@ -95,7 +135,8 @@ def iter_decoded_batches(
     """Yield decoded batches of `batch_size` files, decoding ahead in worker threads or processes.
 
     Memory is bounded by `batch_size * (prefetch_batches + 1)` decoded images,
-    whatever the number of paths. Each batch is split into one chunk per worker.
+    whatever the number of paths. Each batch is split into one chunk per worker;
+    worker processes write pixels into shared memory rather than sending them back.
 
     Args:
         paths: Image files, in the order wanted.
@@ -114,42 +155,71 @@ def iter_decoded_batches(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    kind = decoder or default_decoder()
     count = workers or default_workers()
     chunk = max(1, -(-batch_size // count))
     source = iter(Path(p) for p in paths)
-    with _executor(decoder or default_decoder(), count) as pool:
-        pending: deque[tuple[list[Path], Future]] = deque()
+    slots = _Slots(prefetch_batches + 1, batch_size, image_size) if kind == "process" else None
+    try:
+        with _executor(kind, count) as pool:
+            pending: deque[tuple[list[Path], Future]] = deque()
+            submitted = 0
 
-        def submit_batch() -> bool:
-            batch = [path for _, path in zip(range(batch_size), source, strict=False)]
-            for start in range(0, len(batch), chunk):
-                part = batch[start : start + chunk]
-                pending.append((part, pool.submit(_decode_chunk, part, image_size)))
-            return bool(batch)
+            def submit_batch() -> int:
+                nonlocal submitted
+                batch = [path for _, path in zip(range(batch_size), source, strict=False)]
+                slot = submitted % (prefetch_batches + 1)
+                for start in range(0, len(batch), chunk):
+                    part = batch[start : start + chunk]
+                    if slots is None:
+                        future = pool.submit(_decode_chunk, part, image_size)
+                    else:
+                        future = pool.submit(
+                            _decode_into, slots.memory.name, slots.shape, slot, start, part, image_size
+                        )
+                    pending.append((part, future))
+                submitted += bool(batch)
+                return len(batch)
 
-        queued = sum(submit_batch() for _ in range(prefetch_batches + 1))
-        while queued:
-            parts = []
-            taken = 0
-            while pending and taken < batch_size:
-                part, future = pending.popleft()
-                parts.append((part, future))
-                taken += len(part)
-            queued -= 1
-            queued += submit_batch()
-            yield _collect(parts, image_size)
+            sizes = deque(size for size in (submit_batch() for _ in range(prefetch_batches + 1)) if size)
+            consumed = 0
+            while sizes:
+                size = sizes.popleft()
+                parts = []
+                while size > sum(len(part) for part, _ in parts):
+                    parts.append(pending.popleft())
+                slot_view = None if slots is None else slots.array[consumed % (prefetch_batches + 1)]
+                batch = _collect(parts, image_size, slot_view)  # copies out of the slot before it is reused
+                consumed += 1
+                next_size = submit_batch()
+                if next_size:
+                    sizes.append(next_size)
+                yield batch
+    finally:
+        if slots is not None:
+            slots.close()
 
 
-def _collect(parts: list[tuple[list[Path], Future]], image_size: int) -> DecodedBatch:
+def _collect(
+    parts: list[tuple[list[Path], Future]], image_size: int, slot_view: np.ndarray | None = None
+) -> DecodedBatch:
     good_paths: list[Path] = []
     arrays: list[np.ndarray] = []
+    rows: list[int] = []
     failures: list[LoadFailure] = []
+    row = 0
     for part, future in parts:
         for path, result in zip(part, future.result(), strict=True):
             if isinstance(result, LoadFailure):
                 failures.append(result)
             else:
                 good_paths.append(path)
-                arrays.append(result)
-    images = stack_inputs(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
+                rows.append(row)
+                if slot_view is None:
+                    arrays.append(result)
+            row += 1
+    if slot_view is not None:
+        images = slot_view[rows] if rows else np.zeros((0, image_size, image_size, 3), np.uint8)
+    else:
+        images = stack_inputs(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
     return DecodedBatch(paths=good_paths, images=images, failures=failures)
