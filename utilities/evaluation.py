@@ -13,6 +13,16 @@ Reported, side by side so numbers compare with published tables:
 - p50/p95 latency of single searches;
 - recall@k of the collection's index against exact search over the same vectors,
   so an approximate index cannot cost quality unnoticed.
+
+Measured on our 2-core CI machine on the Imagenette validation photos with random
+ResNet50 weights (chance precision is 0.10 with 10 balanced classes):
+
+    $ python -m utilities evaluate ../shared/data/imagenette-val --weights none --per-class 20 --queries-per-class 5
+    ResNet50, random weights (seed 0), FLAT index: 200 database images, 50 queries, 10 classes
+    recall@10 (hit ratio) 0.840 | precision@10 0.192 | mAP@10 0.092 (Towhee-style 0.340)
+    self-retrieval 1.000 | search p50 4.0 ms, p95 6.6 ms | FLAT recall@10 vs exact 1.000
+
+Run the same command with `--weights imagenet` (internet needed once) for real numbers.
 """
 
 from __future__ import annotations
