@@ -34,3 +34,34 @@ def test_save_and_load_round_trip(store: ImageCollection, tmp_path: Path, suffix
 def test_default_mapping_path_sits_beside_the_lite_file(tmp_path: Path) -> None:
     assert default_mapping_path(MilvusTarget(str(tmp_path / "m.db")), "c") == tmp_path / "c.mapping.csv"
     assert default_mapping_path(MilvusTarget("http://h:19530"), "c") == Path("db/h_19530_c.mapping.csv")
+
+
+def test_verify_finds_and_repairs_a_damaged_mapping(store: ImageCollection, tmp_path: Path) -> None:
+    from utilities.catalog import verify_mapping
+
+    paths = [f"/photos/{i}.jpg" for i in range(6)]
+    store.insert(paths, np.ones((6, 2048), np.float32))
+    mapping_file = save_mapping(mapping_from_collection(store), tmp_path / "m.csv")
+    assert verify_mapping(store, mapping_file).consistent
+    damaged = load_mapping(mapping_file).iloc[1:].copy()  # one row lost
+    damaged.loc[len(damaged) + 10] = [123, "/photos/ghost.jpg", 0, 0]  # one row that is not in Milvus
+    damaged.loc[damaged.index[0], "path"] = "/photos/renamed.jpg"  # one wrong path
+    save_mapping(damaged, mapping_file)
+    check = verify_mapping(store, mapping_file)
+    assert (len(check.missing_from_file), check.stale_in_file, len(check.wrong_path)) == (1, [123], 1)
+    assert not check.consistent and not check.repaired
+    repaired = verify_mapping(store, mapping_file, repair=True)
+    assert repaired.repaired and verify_mapping(store, mapping_file).consistent
+
+
+def test_verify_command_exit_codes(tmp_path: Path) -> None:
+    from utilities.cli import main
+
+    uri = str(tmp_path / "v.db")
+    store = ImageCollection.open(uri, name="v", dimension=2048)
+    store.insert(["/photos/a.jpg"], np.ones((1, 2048), np.float32))
+    store.close()
+    assert main(["verify", "--uri", uri, "--collection", "v"]) == 1  # no mapping file yet
+    assert main(["verify", "--uri", uri, "--collection", "v", "--repair"]) == 0
+    assert main(["verify", "--uri", uri, "--collection", "v"]) == 0
+    assert (tmp_path / "v.mapping.csv").exists()

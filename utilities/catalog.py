@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -80,3 +81,76 @@ def load_mapping(path: str | os.PathLike) -> pd.DataFrame:
     else:
         frame = pd.read_csv(source, dtype={"path": "string"}, keep_default_na=False)
     return frame.astype({"id": "int64"})
+
+
+@dataclass
+class MappingCheck:
+    """How a saved mapping file differs from the collection.
+
+    Attributes:
+        path: The mapping file checked.
+        rows: Rows in the collection.
+        missing_from_file: Ids in the collection but not in the file.
+        stale_in_file: Ids in the file but not in the collection.
+        wrong_path: Ids whose path differs between the two.
+        repaired: Whether the file was rewritten from the collection.
+    """
+
+    path: Path
+    rows: int
+    missing_from_file: list[int] = field(default_factory=list)
+    stale_in_file: list[int] = field(default_factory=list)
+    wrong_path: list[int] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def consistent(self) -> bool:
+        """True when the file lists exactly the collection's ids and paths."""
+        return not (self.missing_from_file or self.stale_in_file or self.wrong_path)
+
+    def __str__(self) -> str:
+        state = (
+            "consistent"
+            if self.consistent
+            else (
+                f"{len(self.missing_from_file)} missing from the file, {len(self.stale_in_file)} stale in the file, "
+                f"{len(self.wrong_path)} with another path"
+            )
+        )
+        suffix = "; repaired from the collection" if self.repaired else ""
+        return f"{self.path}: {self.rows} rows in the collection, mapping {state}{suffix}"
+
+
+def verify_mapping(store: ImageCollection, path: str | os.PathLike, repair: bool = False) -> MappingCheck:
+    """Compare a saved mapping file with the collection; optionally rewrite it from the collection.
+
+    The collection is the source of truth: a missing or damaged file is repaired by
+    rebuilding it from the rows' stored paths.
+
+    Args:
+        store: The collection.
+        path: The mapping file (it may be missing).
+        repair: Rewrite the file from the collection when they differ.
+
+    Returns:
+        A `MappingCheck` (what differed, and whether it was repaired).
+
+    Example:
+        >>> print(verify_mapping(store, "db/imagenet_collection.mapping.csv", repair=True))  # doctest: +SKIP
+    """
+    live = mapping_from_collection(store)
+    target = Path(path)
+    saved = load_mapping(target) if target.exists() else pd.DataFrame({"id": [], "path": []}).astype({"id": "int64"})
+    live_paths = dict(zip(live["id"].tolist(), live["path"].astype(str).tolist(), strict=True))
+    saved_paths = dict(zip(saved["id"].tolist(), saved["path"].astype(str).tolist(), strict=True))
+    check = MappingCheck(
+        path=target,
+        rows=len(live),
+        missing_from_file=sorted(set(live_paths) - set(saved_paths)),
+        stale_in_file=sorted(set(saved_paths) - set(live_paths)),
+        wrong_path=sorted(i for i in set(live_paths) & set(saved_paths) if live_paths[i] != saved_paths[i]),
+    )
+    if repair and not check.consistent:
+        save_mapping(live, target)
+        check.repaired = True
+    return check

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-mapping", parents=[common], help="write the id-to-path mapping (csv/parquet)")
     export.add_argument("file", type=Path)
 
+    verify = commands.add_parser("verify", parents=[common], help="check the saved mapping file against the collection")
+    verify.add_argument("--mapping", type=Path, help="mapping file (default: the one beside the collection)")
+    verify.add_argument("--repair", action="store_true", help="rewrite the mapping from the collection if they differ")
+
     drop = commands.add_parser("drop", parents=[common], help="drop the collection (asks first)")
     drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
@@ -188,6 +192,17 @@ def cmd_export_mapping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from utilities.catalog import default_mapping_path, verify_mapping
+    from utilities.config import resolve_target
+
+    store = _store(args)
+    path = args.mapping or default_mapping_path(resolve_target(args.uri, args.token), args.collection)
+    check = verify_mapping(store, path, repair=args.repair)
+    print(check)
+    return 0 if check.consistent or check.repaired else 1
+
+
 def cmd_drop(args: argparse.Namespace) -> int:
     store = _store(args)
     if not args.yes:
@@ -246,6 +261,7 @@ COMMANDS = {
     "info": cmd_info,
     "export-mapping": cmd_export_mapping,
     "drop": cmd_drop,
+    "verify": cmd_verify,
     "evaluate": cmd_evaluate,
     "demo": cmd_demo,
 }
