@@ -135,3 +135,30 @@ def test_hostile_strings_cannot_widen_a_filter(store: ImageCollection) -> None:
 def test_rows_by_hash_finds_only_those_hashes(store: ImageCollection) -> None:
     store.insert(["/a.jpg", "/b.jpg"], random_unit(2), hashes=["aa11", "bb22"])
     assert [r["path"] for r in store.rows_by_hash(["bb22", 'x" or path != "'])] == ["/b.jpg"]
+
+
+@pytest.mark.slow
+def test_concurrent_search_load_has_no_errors(store: ImageCollection) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    vectors = random_unit(300, seed=11)
+    store.insert([f"/load/{i}.jpg" for i in range(300)], vectors)
+    deadline = time.monotonic() + 120  # bounded in time whatever happens
+
+    def worker(offset: int) -> list[float]:
+        latencies = []
+        for i in range(250):
+            if time.monotonic() > deadline:
+                break
+            started = time.perf_counter()
+            hits = store.search(vectors[(offset + i) % 300][None], top_k=5)[0]
+            latencies.append(time.perf_counter() - started)
+            assert hits[0]["id"] == path_id(f"/load/{(offset + i) % 300}.jpg")
+        return latencies
+
+    with ThreadPoolExecutor(4) as pool:
+        latencies = [t for result in pool.map(worker, range(0, 300, 75)) for t in result]
+    assert len(latencies) == 1000
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+    print(f"{store.target.uri}: 1000 searches from 4 threads, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
