@@ -207,6 +207,7 @@ class ImageCollection:
         self.name = name
         self.target = target or MilvusTarget(uri="?")
         self._index_cache: dict[str, Any] | None = None
+        self._dimension_cache: int | None = None
         self.closed = False
         self.search_consistency = SEARCH_CONSISTENCY
 
@@ -264,6 +265,7 @@ class ImageCollection:
         if reset and self.exists():
             logger.info("dropping collection %s (reset)", self.name)
             self.client.drop_collection(self.name)
+            self._forget_schema()
         if self.exists():
             self.validate(dimension, metric)
             self._load()
@@ -292,7 +294,7 @@ class ImageCollection:
         index_params = self.client.prepare_index_params()
         index_params.add_index(field_name=VECTOR_FIELD, index_type="FLAT", metric_type=metric)
         self.client.create_collection(self.name, schema=schema, index_params=index_params, consistency_level="Strong")
-        self._index_cache = None
+        self._forget_schema()
         logger.info("created collection %s (dim=%d, metric=%s)", self.name, dimension, metric)
 
     def validate(self, dimension: int | None = None, metric: str | None = None) -> None:
@@ -339,11 +341,20 @@ class ImageCollection:
     # -------------------------------------------------------------- properties
     @property
     def dimension(self) -> int:
-        """Length of the stored vectors."""
-        for field in self.client.describe_collection(self.name)["fields"]:
-            if field["name"] == VECTOR_FIELD:
-                return int(field["params"]["dim"])
-        raise CollectionMismatchError(f"collection {self.name!r} has no {VECTOR_FIELD!r} field")
+        """Length of the stored vectors (asked once, then cached: inserts and searches check it)."""
+        if self._dimension_cache is None:
+            for field in self.client.describe_collection(self.name)["fields"]:
+                if field["name"] == VECTOR_FIELD:
+                    self._dimension_cache = int(field["params"]["dim"])
+                    break
+            else:
+                raise CollectionMismatchError(f"collection {self.name!r} has no {VECTOR_FIELD!r} field")
+        return self._dimension_cache
+
+    def _forget_schema(self) -> None:
+        """Drop what was cached about the collection (after it is created or dropped)."""
+        self._index_cache = None
+        self._dimension_cache = None
 
     def index_info(self) -> dict[str, Any] | None:
         """The vector index description (type, metric, params), or None."""
@@ -460,7 +471,7 @@ class ImageCollection:
     def drop(self) -> None:
         """Drop the collection and all its rows."""
         self.client.drop_collection(self.name)
-        self._index_cache = None
+        self._forget_schema()
 
     # ------------------------------------------------------------------- reads
     def count(self) -> int:
