@@ -20,6 +20,7 @@ from utilities import catalog, files, pipeline, plotting, search
 from utilities.config import DEFAULT_COLLECTION, resolve_target
 from utilities.embeddings import Embedder, ResNet50Embedder
 from utilities.ids import path_id, stored_path
+from utilities.images import find_images
 from utilities.milvus_store import ImageCollection
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,6 @@ class ImageSearchEngine:
 
     def embed_folder(self, folder: str | os.PathLike) -> pipeline.EmbeddedImages:
         """Embed every image under a folder into memory (nothing is stored)."""
-        from utilities.images import find_images
-
         return pipeline.embed_paths(find_images(folder), self.embedder, self.batch_size, progress=self.progress)
 
     def insert_vectors(self, paths: Sequence[str | os.PathLike], vectors: np.ndarray) -> int:
@@ -129,10 +128,7 @@ class ImageSearchEngine:
         ones are skipped; with `prune`, rows of files deleted from the folder go too.
         Also saves the id-to-path mapping (see `mapping_path`) when `save_mapping`.
         """
-        report = pipeline.index_folder(
-            folder, self.store, self.embedder, self.batch_size, progress=self.progress, prune=prune
-        )
-        return self._after_indexing(report, save_mapping)
+        return self.index_files(find_images(folder), save_mapping, prune_root=folder if prune else None)
 
     def index_files(
         self,

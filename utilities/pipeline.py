@@ -195,6 +195,7 @@ class _Plan:
     """Which files a run embeds, reuses, skips; with their stat results."""
 
     stats: dict[str, tuple[int, int]]
+    hashes: dict[str, str] = field(default_factory=dict)
     new: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     unchanged: int = 0
@@ -216,7 +217,8 @@ def _plan(unique: list[str], store: ImageCollection) -> _Plan:
 
 def _reuse_vectors(plan: _Plan, store: ImageCollection, report: IndexReport, current: set[int]) -> list[str]:
     """Give new files whose content is already stored that row's vector; return the files left to embed."""
-    hashes = {path: file_hash(path) for path in plan.new}
+    hashes = plan.hashes
+    hashes.update((path, file_hash(path)) for path in plan.new)  # kept for the write: each file is read once
     fields = (ID_FIELD, PATH_FIELD, HASH_FIELD, VECTOR_FIELD)
     by_hash = {row[HASH_FIELD]: row for row in store.rows_by_hash(list(hashes.values()), fields)}
     reused = [path for path in plan.new if hashes[path] and hashes[path] in by_hash]
@@ -232,8 +234,9 @@ def _reuse_vectors(plan: _Plan, store: ImageCollection, report: IndexReport, cur
     )
     gone = {int(row[ID_FIELD]) for row in rows if not os.path.exists(row[PATH_FIELD])} - current
     store.delete(sorted(gone))
-    report.moved += sum(1 for row in rows if int(row[ID_FIELD]) in gone)
-    report.added += len(reused) - sum(1 for row in rows if int(row[ID_FIELD]) in gone)
+    moved = sum(1 for row in rows if int(row[ID_FIELD]) in gone)
+    report.moved += moved
+    report.added += len(reused) - moved
     taken = set(reused)
     return [path for path in plan.new if path not in taken]
 
@@ -310,7 +313,7 @@ def index_paths(
                 for done in pending:
                     done.result()
                 names = [p.as_posix() for p in batch.paths]
-                pending = [writer.submit(_write_batch, store, names, vectors, plan.stats)]
+                pending = [writer.submit(_write_batch, store, names, vectors, plan)]
                 report.updated += sum(1 for name in names if name in changed)
                 report.added += sum(1 for name in names if name not in changed)
             bar.update(len(batch.paths) + len(batch.failures))
@@ -346,15 +349,13 @@ def shard_paths(paths: Sequence[str | os.PathLike], index: int, count: int) -> l
     return [Path(p) for p in paths if path_id(stored_path(p)) % count == index - 1]
 
 
-def _write_batch(
-    store: ImageCollection, paths: list[str], vectors: np.ndarray, stats: dict[str, tuple[int, int]]
-) -> int:
+def _write_batch(store: ImageCollection, paths: list[str], vectors: np.ndarray, plan: _Plan) -> int:
     return store.insert(
         paths,
         vectors,
-        file_sizes=[stats.get(p, (0, 0))[0] for p in paths],
-        mtimes_ns=[stats.get(p, (0, 0))[1] for p in paths],
-        hashes=[file_hash(p) for p in paths],
+        file_sizes=[plan.stats.get(p, (0, 0))[0] for p in paths],
+        mtimes_ns=[plan.stats.get(p, (0, 0))[1] for p in paths],
+        hashes=[plan.hashes.get(p) or file_hash(p) for p in paths],  # changed files were not hashed yet
         upsert=True,
     )
 
