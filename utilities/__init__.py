@@ -15,7 +15,8 @@ Modules, one job each: `images` (find and decode), `embeddings` (models),
 `milvus_store` (everything that talks to Milvus), `catalog` (the id-to-path
 DataFrame), `reader` (parallel decoding in batches), `pipeline` (indexing a
 folder), `search` (queries to DataFrames), `plotting`, `files` (copying results),
-`engine` (the facade), `config` (URI and token resolution), `errors`.
+`engine` (the facade), `evaluation` (retrieval quality), `datasets` (downloads),
+`demo`, `cli`, `ids` (stable ids), `config` (URI and token resolution), `errors`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+# The API docs describe each name in its own module; without this, pdoc3 would repeat
+# every class and function re-exported here on the package page as well.
+__pdoc__ = {name: False for name in _EXPORTS}
 
 
 def __getattr__(name: str) -> Any:
