@@ -21,6 +21,12 @@ SAMPLES = SHARED_DATA / "imagenet-samples"
 SERVER_ENV = "MILVUS_TEST_SERVER_URI"
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each test in its own folder, so relative outputs (`db/` mapping files) stay out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.server)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A Milvus URI: a fresh Lite file, or the standalone server from `.ci/run`."""
@@ -32,6 +38,15 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             f"{SERVER_ENV} is not set: run `bash .ci/run`, or start `milvus-server --data DIR` and "
             f"export {SERVER_ENV}=http://127.0.0.1:19530, or deselect with -m 'not server'"
         )
+    return uri
+
+
+@pytest.fixture(params=[pytest.param("server", marks=pytest.mark.server)])
+def server_uri(request: pytest.FixtureRequest) -> str:
+    """The standalone server from `.ci/run`, for cases that only a server supports."""
+    uri = os.environ.get(SERVER_ENV)
+    if not uri:
+        pytest.fail(f"{SERVER_ENV} is not set: run `bash .ci/run`, or deselect with -m 'not server'")
     return uri
 
 

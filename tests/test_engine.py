@@ -55,25 +55,39 @@ def test_failures_are_written_beside_the_mapping(tmp_path: Path, embedder) -> No
         engine.store.close()
 
 
-def test_second_process_on_a_lite_file_gets_a_clear_error(tmp_path: Path) -> None:
+def test_second_process_indexing_a_busy_lite_file_gets_a_clear_error_and_corrupts_nothing(
+    tmp_path: Path, photo_folder: Path
+) -> None:
     import subprocess
     import sys
+
+    import numpy as np
 
     from tests.conftest import ROOT
     from utilities.milvus_store import ImageCollection
 
     uri = str(tmp_path / "busy.db")
-    holder = ImageCollection.open(uri, name="busy", dimension=4)
+    holder = ImageCollection.open(uri, name="busy", dimension=2048)
+    vectors = np.random.default_rng(1).random((3, 2048), dtype=np.float32)
+    holder.insert(["/busy/a.jpg", "/busy/b.jpg", "/busy/c.jpg"], vectors)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "utilities", "info", "--uri", uri],
+            [sys.executable, "-m", "utilities", "index", str(photo_folder), "--uri", uri, "--collection", "busy"]
+            + ["--weights", "none"],
             capture_output=True,
             text=True,
             cwd=ROOT,
-            timeout=120,
+            timeout=300,
         )
         assert done.returncode == 1
-        assert "cannot open Milvus Lite file" in done.stderr and "no other process" in done.stderr
-        assert holder.count() == 0  # the first process still works
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+        assert "cannot open Milvus Lite file" in done.stderr and "another process has it open" in done.stderr
+        assert holder.count() == 3  # the first process still works
     finally:
         holder.close()
+    reopened = ImageCollection.open(uri, name="busy", dimension=2048)  # and the file is intact
+    try:
+        assert reopened.count() == 3
+        assert reopened.search(vectors[1:2], top_k=1)[0][0]["entity"]["path"] == "/busy/b.jpg"
+    finally:
+        reopened.close()

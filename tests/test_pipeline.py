@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,48 +143,71 @@ INDEXER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_with_each_image_once(
-    store: ImageCollection, embedder, weights_file: Path, tmp_path: Path
-) -> None:
-    folder = tmp_path / "many"
-    for source in imagenette_files(2):
-        shutil.copy2(source, folder.mkdir(exist_ok=True) or folder / source.name)
-    total = len(list(folder.iterdir()))
-    uri = store.target.uri
-    if store.target.is_lite:  # Milvus Lite allows one process per file: let the child open it alone
-        store.close()
-    child = subprocess.Popen(
-        [sys.executable, "-c", INDEXER, uri, store.name, str(folder), str(weights_file)],
+def _start_indexer(uri: str, name: str, folder: Path, weights_file: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", INDEXER, uri, name, str(folder), str(weights_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    announced = 0
-    for line in child.stdout:  # type: ignore[union-attr]
-        announced += line.startswith("embedded")
-        if announced == 3:  # the first batch's write has completed before the third embedding
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
-    assert announced == 3, f"the indexer ended before it could be interrupted: {child.stderr.read()[-2000:]}"
-    resumed = ImageCollection.open(uri, name=store.name, dimension=2048)
-    try:
-        before = resumed.count()
-        assert 2 <= before < total
-        report = index_folder(folder, resumed, embedder, batch_size=4, progress=False)
-        assert report.already_present == before and report.indexed == total - before
-        assert resumed.count() == total
-        from utilities.catalog import mapping_from_collection
 
-        mapping = mapping_from_collection(resumed)
-        assert len(mapping) == total and mapping["path"].is_unique
-        assert set(mapping["path"]) == {stored_path(p) for p in folder.iterdir()}
+
+def _assert_each_path_once(uri: str, name: str, folder: Path) -> int:
+    """Open the collection, check no path is stored twice and every path is a file of `folder`; return the count."""
+    from utilities.catalog import mapping_from_collection
+
+    check = ImageCollection.open(uri, name=name, create=False)
+    try:
+        mapping = mapping_from_collection(check)
+        assert mapping["path"].is_unique and mapping["id"].is_unique
+        assert set(mapping["path"]) <= {stored_path(p) for p in folder.iterdir()}
+        assert check.count() == len(mapping)
+        return len(mapping)
     finally:
-        resumed.drop()
+        check.close()
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_with_each_image_once(
+    store: ImageCollection, embedder, weights_file: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the indexing process three times at random points, then finish: every image exactly once."""
+    folder = tmp_path / "many"
+    for source in imagenette_files(2):
+        shutil.copy2(source, folder.mkdir(exist_ok=True) or folder / source.name)
+    total = len(list(folder.iterdir()))
+    uri, name = store.target.uri, store.name
+    store.close()  # Milvus Lite allows one process per file: let each child open it alone
+    rng = random.Random(int(os.environ.get("KILL_SEED", "2026")))
+    counts = [0]
+    for _ in range(3):
+        child = _start_indexer(uri, name, folder, weights_file)
+        kill_after = rng.randint(1, 3)  # batches of 2 embedded by this child before the kill
+        announced = 0
+        for line in child.stdout:  # type: ignore[union-attr]
+            announced += line.startswith("embedded")
+            if announced == kill_after:
+                break
+        time.sleep(rng.uniform(0.0, 0.4))  # land anywhere: mid-write, mid-decode, mid-embedding
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        assert announced == kill_after, f"the indexer ended before it was killed: {child.stderr.read()[-2000:]}"
+        counts.append(_assert_each_path_once(uri, name, folder))
+        assert counts[-1] < total
+    assert counts[-1] > 0 and counts == sorted(counts)  # progress kept across kills, nothing lost
+    resumed = ImageCollection.open(uri, name=name, dimension=2048)
+    try:
+        report = index_folder(folder, resumed, embedder, batch_size=4, progress=False)
+        assert report.already_present == counts[-1] and report.indexed == total - counts[-1]
+        assert resumed.count() == total
+    finally:
         resumed.close()
+    assert _assert_each_path_once(uri, name, folder) == total
+    resumed = ImageCollection.open(uri, name=name, create=False)
+    resumed.drop()
+    resumed.close()
 
 
 def stored_vector(store: ImageCollection, path: Path) -> np.ndarray:

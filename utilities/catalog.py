@@ -6,8 +6,11 @@ can always be rebuilt from it with `mapping_from_collection`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,13 +63,45 @@ def save_mapping(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     destination = Path(path)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.with_name(destination.name + ".tmp")
-    if destination.suffix.lower() == ".parquet":
-        frame.to_parquet(temporary, index=False)
-    else:
-        frame.to_csv(temporary, index=False)
-    os.replace(temporary, destination)
+    # a name of its own per writer (concurrent shards), created with the usual permissions
+    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if destination.suffix.lower() == ".parquet":
+            frame.to_parquet(temporary, index=False)
+        else:
+            frame.to_csv(temporary, index=False)
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
     return destination
+
+
+@contextlib.contextmanager
+def mapping_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on a mapping file while it is rebuilt and written.
+
+    Two processes indexing shards of one folder into one server both rewrite the
+    mapping when they finish; holding this lock from reading the collection to
+    writing the file means the last one to finish writes every row. Uses `flock` on
+    `.<name>.lock` beside it; where `fcntl` does not exist (Windows) it does nothing.
+
+    Example:
+        >>> with mapping_lock("db/images.mapping.csv"):  # doctest: +SKIP
+        ...     save_mapping(mapping_from_collection(store), "db/images.mapping.csv")
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    lock_path = Path(path).with_name(f".{Path(path).name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_mapping(path: str | os.PathLike) -> pd.DataFrame:
@@ -151,6 +186,7 @@ def verify_mapping(store: ImageCollection, path: str | os.PathLike, repair: bool
         wrong_path=sorted(i for i in set(live_paths) & set(saved_paths) if live_paths[i] != saved_paths[i]),
     )
     if repair and not check.consistent:
-        save_mapping(live, target)
+        with mapping_lock(target):
+            save_mapping(mapping_from_collection(store), target)
         check.repaired = True
     return check

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--uri", help=f"Milvus Lite file or server URI (default: $MILVUS_URI or {DEFAULT_LITE_PATH})")
     common.add_argument("--token", help="server token (default: $MILVUS_TOKEN)")
     common.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
+    common.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=None,
+        help="how long to keep retrying while a server does not answer (default: 60; 0: fail at once)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log details")
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
@@ -114,13 +120,14 @@ def _engine(args: argparse.Namespace, with_model: bool = True) -> Any:
         weights=_weights(args.weights) if with_model else None,
         batch_size=getattr(args, "batch_size", 32),
         progress=sys.stderr.isatty() or bool(os.environ.get("UTILITIES_PROGRESS")),
+        retry_seconds=args.retry_seconds,
     )
 
 
 def _store(args: argparse.Namespace) -> Any:
     from utilities.milvus_store import ImageCollection
 
-    return ImageCollection.open(args.uri, args.token, args.collection, create=False)
+    return ImageCollection.open(args.uri, args.token, args.collection, create=False, retry_seconds=args.retry_seconds)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -129,11 +136,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     engine = _engine(args)
     files = find_images(args.folder)
+    failures = args.failures
     if args.shard:
         files = shard_paths(files, *args.shard)
-    report = engine.index_files(files, prune_root=args.folder if args.prune else None)
-    if args.failures:
-        report.write_failures(args.failures)
+        # concurrent shards must not overwrite (or delete) each other's failure lists
+        index, count = args.shard
+        failures = failures or engine.failures_path.with_suffix(f".shard-{index}-of-{count}.csv")
+    report = engine.index_files(files, prune_root=args.folder if args.prune else None, failures_path=failures)
     print(json.dumps(report.as_dict(), indent=2) if args.json else str(report))
     return 0
 
@@ -276,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import pymilvus  # noqa: F401 - its import sets up its own log handler; quiet it after that
+
+        logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # errors reach the user as one line below
     from utilities.errors import ImageSearchError
 
     try:

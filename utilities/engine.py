@@ -40,6 +40,8 @@ class ImageSearchEngine:
         metric: `COSINE` (default), `IP` or `L2`, for a new collection.
         batch_size: Images per model call.
         progress: Show tqdm progress bars.
+        retry_seconds: How long a call keeps retrying while a server is unreachable
+            (default 60 s, see `retry.RetryPolicy`; 0 fails at once).
 
     Example:
         >>> engine = ImageSearchEngine(weights=None)  # doctest: +SKIP
@@ -57,8 +59,10 @@ class ImageSearchEngine:
         metric: str = "COSINE",
         batch_size: int = 32,
         progress: bool = True,
+        retry_seconds: float | None = None,
     ) -> None:
         self.target = resolve_target(uri, token)
+        self.retry_seconds = retry_seconds
         self.collection_name = collection_name
         self.metric = metric
         self.batch_size = batch_size
@@ -78,10 +82,18 @@ class ImageSearchEngine:
     def store(self) -> ImageCollection:
         """The collection, opened (and created if needed) on first use."""
         if self._store is None:
-            self._store = ImageCollection.open(
-                self.target.uri, self.target.token, self.collection_name, dimension=self.embedder.dimension, metric=None
-            )
+            self._store = self._open()
         return self._store
+
+    def _open(self, **options: Any) -> ImageCollection:
+        return ImageCollection.open(
+            self.target.uri,
+            self.target.token,
+            self.collection_name,
+            dimension=self.embedder.dimension,
+            retry_seconds=self.retry_seconds,
+            **options,
+        )
 
     def open_existing(self) -> ImageCollection:
         """Open the collection, which must exist already (for read-only work such as search).
@@ -89,21 +101,12 @@ class ImageSearchEngine:
         Raises:
             CollectionNotFoundError: It does not exist; index a folder first.
         """
-        self._store = ImageCollection.open(
-            self.target.uri, self.target.token, self.collection_name, dimension=self.embedder.dimension, create=False
-        )
+        self._store = self._open(create=False)
         return self._store
 
     def create_collection(self, reset: bool = False) -> ImageCollection:
         """Create the collection (or check the existing one); `reset` drops it first."""
-        self._store = ImageCollection.open(
-            self.target.uri,
-            self.target.token,
-            self.collection_name,
-            dimension=self.embedder.dimension,
-            metric=self.metric,
-            reset=reset,
-        )
+        self._store = self._open(metric=self.metric, reset=reset)
         return self._store
 
     def embed_image(self, image: str | os.PathLike | Any) -> np.ndarray:
@@ -135,26 +138,37 @@ class ImageSearchEngine:
         paths: Sequence[str | os.PathLike],
         save_mapping: bool = True,
         prune_root: str | os.PathLike | None = None,
+        failures_path: str | os.PathLike | None = None,
     ) -> pipeline.IndexReport:
-        """Bring the collection up to date with the given image files; see `pipeline.index_paths`."""
+        """Bring the collection up to date with the given image files; see `pipeline.index_paths`.
+
+        Args:
+            paths: Image files.
+            save_mapping: Rewrite the mapping file afterwards.
+            prune_root: Delete rows under this folder whose files are gone.
+            failures_path: Where to list the files that failed (default `failures_path`);
+                give each of several concurrent runs its own.
+        """
         report = pipeline.index_paths(
             paths, self.store, self.embedder, self.batch_size, progress=self.progress, prune_root=prune_root
         )
-        return self._after_indexing(report, save_mapping)
+        return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path))
 
     @property
     def failures_path(self) -> Path:
         """Where the files that failed in the last indexing run are listed (CSV), beside the mapping."""
         return self.mapping_path.with_name(f"{self.collection_name}.failures.csv")
 
-    def _after_indexing(self, report: pipeline.IndexReport, save_mapping: bool) -> pipeline.IndexReport:
+    def _after_indexing(
+        self, report: pipeline.IndexReport, save_mapping: bool, failures_path: Path
+    ) -> pipeline.IndexReport:
         if save_mapping:
             self.save_mapping()
         if report.failed:
-            report.write_failures(self.failures_path)
-            logger.warning("%d files could not be indexed: see %s", len(report.failed), self.failures_path)
+            report.write_failures(failures_path)
+            logger.warning("%d files could not be indexed: see %s", len(report.failed), failures_path)
         else:
-            self.failures_path.unlink(missing_ok=True)
+            failures_path.unlink(missing_ok=True)
         return report
 
     def count(self) -> int:
@@ -181,8 +195,14 @@ class ImageSearchEngine:
         return catalog.default_mapping_path(self.target, self.collection_name)
 
     def save_mapping(self, path: str | os.PathLike | None = None) -> Path:
-        """Rebuild the mapping from the collection and write it (CSV or Parquet)."""
-        return catalog.save_mapping(self.mapping(), path or self.mapping_path)
+        """Rebuild the mapping from the collection and write it (CSV or Parquet).
+
+        The file is locked from reading the collection to writing it, so concurrent
+        runs (shards) cannot leave an older, shorter mapping behind.
+        """
+        destination = Path(path or self.mapping_path)
+        with catalog.mapping_lock(destination):
+            return catalog.save_mapping(self.mapping(), destination)
 
     def plot(
         self, query: Any, results: pd.DataFrame, outfile: str | os.PathLike | None = None, title: str | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from utilities.errors import (
     MilvusUnavailableError,
 )
 from utilities.ids import path_id
+from utilities.retry import RetryPolicy, call_with_retry, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +92,17 @@ nlist=1024 reached 1.000 at 100,000 vectors.
 """
 
 
+LITE_BUSY_WAIT_SECONDS = 5.0
+"""How long `connect` waits for a Milvus Lite file held by another process. A process
+killed with SIGKILL leaves its Lite server running for a moment (1.7 s measured) before
+it notices and lets go of the file."""
+
+
 def connect(
-    uri: str | os.PathLike | None = None, token: str | None = None, timeout: float = 10.0
+    uri: str | os.PathLike | None = None,
+    token: str | None = None,
+    timeout: float = 10.0,
+    lite_busy_wait: float = LITE_BUSY_WAIT_SECONDS,
 ) -> tuple[Any, MilvusTarget]:
     """Open a pymilvus `MilvusClient` on a Lite file or a server.
 
@@ -101,6 +112,7 @@ def connect(
             `db/milvus.db`.
         token: `user:password` or an API key; defaults to `$MILVUS_TOKEN`.
         timeout: Seconds to wait for a server to answer.
+        lite_busy_wait: Seconds to keep trying a Lite file that another process holds.
 
     Returns:
         The client and the resolved target.
@@ -122,23 +134,81 @@ def connect(
                 "for a server pass a URI such as http://localhost:19530"
             )
         Path(target.uri).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+    owner = _lock_lite_file(target, lite_busy_wait) if target.is_lite else None
     try:
         client = MilvusClient(uri=target.uri, token=target.token, timeout=timeout)
     except Exception as error:  # noqa: BLE001 - pymilvus raises several unrelated types here
+        if owner is not None:
+            owner.close()
         raise MilvusUnavailableError(_unavailable_message(target, error)) from error
+    client._image_search_owner_lock = owner  # released by ImageCollection.close (or when the client goes)
     return client, target
+
+
+def _lock_lite_file(target: MilvusTarget, wait: float) -> Any:
+    """Take this process's lock on a Lite file, waiting up to `wait` s for another process to let go.
+
+    Milvus Lite locks the file itself, but a refused second opener deletes that lock file on its
+    way out (milvus-lite 2.5.1), after which a third process could open the file too. This lock
+    lives in a file of its own that is never deleted (`.<name>.owner.lock` beside the database),
+    so two processes using this package can never both hold the file. POSIX record locks
+    (`lockf`) belong to the process: several collections of one process share the file, as
+    Milvus Lite does. Where `fcntl` does not exist (Windows) only Milvus Lite's own lock applies.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    database = Path(target.uri).expanduser().absolute()
+    handle = open(database.with_name(f".{database.name}.owner.lock"), "a")  # noqa: SIM115 - held while open
+    started = time.monotonic()
+    while True:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except OSError:
+            if time.monotonic() - started >= wait:
+                handle.close()
+                raise MilvusUnavailableError(
+                    f"cannot open Milvus Lite file {target.uri!r}: another process has it open (waited "
+                    f"{wait:.0f} s). Milvus Lite serves one process at a time: close it there "
+                    "(ImageCollection.close(), or end that notebook or command), or use a Milvus server "
+                    "to share a collection between processes."
+                ) from None
+            time.sleep(0.25)
 
 
 def _unavailable_message(target: MilvusTarget, error: Exception) -> str:
     if target.is_lite:
         return (
             f"cannot open Milvus Lite file {target.uri!r}: {error}. Check that no other process "
-            "is using it and that its folder is writable."
+            "is using it (one process at a time; use a Milvus server to share it) and that its folder is writable."
+        )
+    reason = getattr(error, "message", None) or str(error)
+    if _port_answers(target.uri):
+        given = "the token given was refused" if target.token else "no token was given"
+        return (
+            f"the Milvus server at {target.uri} answers but refused the connection ({given}): {reason}. "
+            "Pass the right token as user:password (--token, or $MILVUS_TOKEN), and check that this URI "
+            "is Milvus' gRPC port (19530 by default), not its HTTP port."
         )
     return (
-        f"cannot reach the Milvus server at {target.uri}: {error}. Start it (see conf/ and the "
-        "README), check the port and token, or use the embedded Lite file (uri='db/milvus.db')."
+        f"nothing answers at {target.uri}: {reason}. Start the Milvus server (see conf/ and the README) "
+        "or fix the host and port, or use the embedded Lite file (uri='db/milvus.db')."
     )
+
+
+def _port_answers(uri: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at the URI's host and port."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri if "://" in uri else f"http://{uri}")
+    try:
+        with socket.create_connection((parts.hostname or "localhost", parts.port or 19530), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def distance_from_score(scores: np.ndarray, metric: str) -> np.ndarray:
@@ -189,10 +259,15 @@ class ImageCollection:
 
     Use `ImageCollection.open` to connect and create or validate in one call.
 
+    Calls that are safe to repeat (reads, searches, upserts, deletes) are retried with
+    backoff while the server is unreachable, reconnecting in between, for up to
+    `retry.seconds`; then `MilvusUnavailableError` names the URI.
+
     Args:
         client: A `pymilvus.MilvusClient`.
         name: Collection name.
-        target: Where the client is connected (for messages and backend checks).
+        target: Where the client is connected (for messages, backend checks and reconnecting).
+        retry: Retry budget and backoff; `RetryPolicy()` (60 s) by default.
 
     Example:
         >>> store = ImageCollection.open("db/milvus.db", dimension=2048)  # doctest: +SKIP
@@ -202,10 +277,17 @@ class ImageCollection:
         1
     """
 
-    def __init__(self, client: Any, name: str = DEFAULT_COLLECTION, target: MilvusTarget | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        name: str = DEFAULT_COLLECTION,
+        target: MilvusTarget | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.client = client
         self.name = name
         self.target = target or MilvusTarget(uri="?")
+        self.retry = retry or RetryPolicy()
         self._index_cache: dict[str, Any] | None = None
         self._dimension_cache: int | None = None
         self.closed = False
@@ -223,6 +305,7 @@ class ImageCollection:
         create: bool = True,
         reset: bool = False,
         timeout: float = 10.0,
+        retry_seconds: float | None = None,
     ) -> ImageCollection:
         """Connect, then create the collection or check the existing one.
 
@@ -237,6 +320,8 @@ class ImageCollection:
             create: Create the collection if it does not exist.
             reset: Drop and recreate it (its rows are deleted).
             timeout: Seconds to wait for a server.
+            retry_seconds: How long later calls keep retrying while the server is
+                unreachable (default `retry.DEFAULT_RETRY_SECONDS`; 0 fails at once).
 
         Returns:
             The opened collection.
@@ -248,13 +333,59 @@ class ImageCollection:
             ValueError: `dimension` is missing for a new collection, or `metric` unknown.
         """
         client, target = connect(uri, token, timeout)
-        store = cls(client, name, target)
+        policy = RetryPolicy() if retry_seconds is None else RetryPolicy(seconds=float(retry_seconds))
+        store = cls(client, name, target, policy)
         store.ensure(dimension=dimension, metric=metric, create=create, reset=reset)
         return store
 
+    # ------------------------------------------------------------ calling Milvus
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a client method that is safe to repeat, retrying while the server is unreachable."""
+        if method != "load_collection":  # loading a large collection may take long: no per-call limit
+            kwargs.setdefault("timeout", self.retry.call_timeout)
+        return call_with_retry(
+            lambda: getattr(self.client, method)(*args, **kwargs),
+            self.retry,
+            describe=f"{method} on {self.name} at {self.target.uri}",
+            reconnect=self._reconnect,
+            give_up=lambda error, spent: self._unreachable(method, error, spent),
+        )
+
+    def _call_once(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a client method that must not be repeated blindly; an unreachable server is reported clearly."""
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except Exception as error:
+            if is_transient(error):
+                raise self._unreachable(method, error, 0.0) from error
+            raise
+
+    def _reconnect(self) -> None:
+        """Replace the client with a new connection (a restarted server needs one)."""
+        from pymilvus import MilvusClient
+
+        old = self.client
+        self.client = MilvusClient(uri=self.target.uri, token=self.target.token, timeout=self.retry.call_timeout)
+        self.client._image_search_owner_lock = getattr(old, "_image_search_owner_lock", None)
+        try:
+            old.close()
+        except Exception as error:  # noqa: BLE001 - the old connection is already broken
+            logger.debug("closing the old client failed: %s", error)
+        if not self.target.is_lite:
+            self._call_once("load_collection", self.name)  # a restarted server may not have loaded it yet
+
+    def _unreachable(self, method: str, error: BaseException, spent: float) -> MilvusUnavailableError:
+        message = getattr(error, "message", None) or str(error)
+        waited = f" (retried for {spent:.0f} s)" if spent >= 1 else ""
+        return MilvusUnavailableError(
+            f"Milvus at {self.target.uri} did not answer during {method} on collection {self.name!r}{waited}: "
+            f"{message}. Check that it is running (python -m utilities info --uri {self.target.uri}), then "
+            "run the same command again: rows already written are kept and are not written twice."
+        )
+
     def exists(self) -> bool:
         """Whether the collection exists."""
-        return bool(self.client.has_collection(self.name))
+        return bool(self._call("has_collection", self.name))
 
     def ensure(
         self, dimension: int | None = None, metric: str | None = None, create: bool = True, reset: bool = False
@@ -264,7 +395,7 @@ class ImageCollection:
             raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
         if reset and self.exists():
             logger.info("dropping collection %s (reset)", self.name)
-            self.client.drop_collection(self.name)
+            self._call_once("drop_collection", self.name)
             self._forget_schema()
         if self.exists():
             self.validate(dimension, metric)
@@ -273,7 +404,7 @@ class ImageCollection:
         if not create:
             raise CollectionNotFoundError(
                 f"collection {self.name!r} does not exist at {self.target.uri}; index a folder first "
-                f"or pick another name (existing: {self.client.list_collections()})"
+                f"or pick another name (existing: {self._call('list_collections')})"
             )
         if dimension is None:
             raise ValueError("dimension is required to create a new collection")
@@ -293,7 +424,9 @@ class ImageCollection:
         schema.add_field(HASH_FIELD, DataType.VARCHAR, max_length=HASH_MAX_LENGTH)
         index_params = self.client.prepare_index_params()
         index_params.add_index(field_name=VECTOR_FIELD, index_type="FLAT", metric_type=metric)
-        self.client.create_collection(self.name, schema=schema, index_params=index_params, consistency_level="Strong")
+        self._call_once(
+            "create_collection", self.name, schema=schema, index_params=index_params, consistency_level="Strong"
+        )
         self._forget_schema()
         logger.info("created collection %s (dim=%d, metric=%s)", self.name, dimension, metric)
 
@@ -305,7 +438,7 @@ class ImageCollection:
         """
         from pymilvus import DataType
 
-        fields = {f["name"]: f for f in self.client.describe_collection(self.name)["fields"]}
+        fields = {f["name"]: f for f in self._call("describe_collection", self.name)["fields"]}
         expected = {
             ID_FIELD: DataType.INT64,
             PATH_FIELD: DataType.VARCHAR,
@@ -334,16 +467,16 @@ class ImageCollection:
         if self.index_info() is None:
             index_params = self.client.prepare_index_params()
             index_params.add_index(field_name=VECTOR_FIELD, index_type="FLAT", metric_type=DEFAULT_METRIC)
-            self.client.create_index(self.name, index_params)
+            self._call_once("create_index", self.name, index_params)
             self._index_cache = None
-        self.client.load_collection(self.name)
+        self._call("load_collection", self.name)
 
     # -------------------------------------------------------------- properties
     @property
     def dimension(self) -> int:
         """Length of the stored vectors (asked once, then cached: inserts and searches check it)."""
         if self._dimension_cache is None:
-            for field in self.client.describe_collection(self.name)["fields"]:
+            for field in self._call("describe_collection", self.name)["fields"]:
                 if field["name"] == VECTOR_FIELD:
                     self._dimension_cache = int(field["params"]["dim"])
                     break
@@ -359,10 +492,10 @@ class ImageCollection:
     def index_info(self) -> dict[str, Any] | None:
         """The vector index description (type, metric, params), or None."""
         if self._index_cache is None:
-            names = self.client.list_indexes(self.name, field_name=VECTOR_FIELD)
+            names = self._call("list_indexes", self.name, field_name=VECTOR_FIELD)
             if not names:
                 return None
-            self._index_cache = self.client.describe_index(self.name, names[0])
+            self._index_cache = self._call("describe_index", self.name, names[0])
         return self._index_cache
 
     @property
@@ -427,7 +560,10 @@ class ImageCollection:
         sizes = list(file_sizes) if file_sizes is not None else [0] * count
         mtimes = list(mtimes_ns) if mtimes_ns is not None else [0] * count
         digests = list(hashes) if hashes is not None else [""] * count
-        write = self.client.upsert if upsert else self.client.insert
+        # An upsert keyed by id can be repeated safely (retried if the server drops out); a
+        # plain insert cannot: repeating one that reached the server would add the rows twice.
+        write = self._call if upsert else self._call_once
+        method = "upsert" if upsert else "insert"
         row_bytes = [vectors.shape[1] * 4 + len(e) + 32 for e in encoded]
         budget = max_request_bytes or (MAX_REQUEST_BYTES if self.target.is_lite else SERVER_MAX_REQUEST_BYTES)
         for part in _batches_by_bytes(row_bytes, budget):
@@ -442,17 +578,17 @@ class ImageCollection:
                 }
                 for i in range(part.start, part.stop)
             ]
-            write(self.name, rows)
+            write(method, self.name, rows)
         return count
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete rows by id (ids that do not exist are ignored)."""
         for start in range(0, len(ids), 1000):
-            self.client.delete(self.name, ids=[int(i) for i in ids[start : start + 1000]])
+            self._call("delete", self.name, ids=[int(i) for i in ids[start : start + 1000]])
 
     def flush(self) -> None:
         """Seal the data written so far into persistent segments (server)."""
-        self.client.flush(self.name)
+        self._call("flush", self.name)
 
     def close(self) -> None:
         """Close the connection; for Milvus Lite also stop its local server process.
@@ -461,22 +597,28 @@ class ImageCollection:
         process (another notebook, the CLI) uses the same file. Other
         `ImageCollection` objects of this process on the same file stop working too.
         """
-        self.client.close()
+        try:
+            self.client.close()
+        except Exception as error:  # noqa: BLE001 - closing a connection to a stopped server
+            logger.debug("closing the client failed: %s", error)
         self.closed = True
         if self.target.is_lite:
             from milvus_lite.server_manager import server_manager_instance
 
             server_manager_instance.release_server(self.target.uri)
+            owner = getattr(self.client, "_image_search_owner_lock", None)
+            if owner is not None:
+                owner.close()  # lets another process open the file
 
     def drop(self) -> None:
         """Drop the collection and all its rows."""
-        self.client.drop_collection(self.name)
+        self._call_once("drop_collection", self.name)
         self._forget_schema()
 
     # ------------------------------------------------------------------- reads
     def count(self) -> int:
         """Exact number of rows (Strong consistency: includes the last insert)."""
-        result = self.client.query(self.name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        result = self._call("query", self.name, filter="", output_fields=["count(*)"], consistency_level="Strong")
         return int(result[0]["count(*)"])
 
     def existing_ids(self, ids: Sequence[int]) -> set[int]:
@@ -484,8 +626,12 @@ class ImageCollection:
         found: set[int] = set()
         for start in range(0, len(ids), 1000):
             chunk = [int(i) for i in ids[start : start + 1000]]
-            rows = self.client.query(
-                self.name, filter=f"{ID_FIELD} in {chunk}", output_fields=[ID_FIELD], consistency_level="Strong"
+            rows = self._call(
+                "query",
+                self.name,
+                filter=f"{ID_FIELD} in {chunk}",
+                output_fields=[ID_FIELD],
+                consistency_level="Strong",
             )
             found.update(int(row[ID_FIELD]) for row in rows)
         return found
@@ -495,7 +641,9 @@ class ImageCollection:
         rows: list[dict] = []
         for start in range(0, len(ids), 1000):
             rows.extend(
-                self.client.get(self.name, ids=[int(i) for i in ids[start : start + 1000]], output_fields=list(fields))
+                self._call(
+                    "get", self.name, ids=[int(i) for i in ids[start : start + 1000]], output_fields=list(fields)
+                )
             )
         return rows
 
@@ -506,7 +654,8 @@ class ImageCollection:
         for start in range(0, len(unique), 500):
             literals = ", ".join(quote_string(h) for h in unique[start : start + 500])
             rows.extend(
-                self.client.query(
+                self._call(
+                    "query",
                     self.name,
                     filter=f"{HASH_FIELD} in [{literals}]",
                     output_fields=list(fields),
@@ -520,7 +669,7 @@ class ImageCollection:
         # pymilvus warns on every iterator that it falls back to a client-side timestamp;
         # that is expected with Strong consistency, so keep it out of the user's log.
         logging.getLogger("pymilvus.orm.iterator").addFilter(_drop_mvcc_warning)
-        iterator = self.client.query_iterator(self.name, batch_size=batch_size, filter="", output_fields=list(fields))
+        iterator = self._call("query_iterator", self.name, batch_size=batch_size, filter="", output_fields=list(fields))
         try:
             while page := iterator.next():
                 yield page
@@ -560,14 +709,14 @@ class ImageCollection:
             )
         chosen_metric = (metric or self.metric).upper()
         build = {**DEFAULT_INDEX_PARAMS.get(kind, {}), **params}
-        self.client.release_collection(self.name)
-        for name in self.client.list_indexes(self.name, field_name=VECTOR_FIELD):
-            self.client.drop_index(self.name, name)
+        self._call("release_collection", self.name)
+        for name in self._call("list_indexes", self.name, field_name=VECTOR_FIELD):
+            self._call_once("drop_index", self.name, name)
         index_params = self.client.prepare_index_params()
         index_params.add_index(field_name=VECTOR_FIELD, index_type=kind, metric_type=chosen_metric, params=build)
-        self.client.create_index(self.name, index_params)
+        self._call_once("create_index", self.name, index_params)
         self._index_cache = None
-        self.client.load_collection(self.name)
+        self._call("load_collection", self.name)
         logger.info("built %s index on %s (%s, %s)", kind, self.name, chosen_metric, build)
         return self.index_info() or {}
 
@@ -598,7 +747,8 @@ class ImageCollection:
             raise ValueError(
                 f"query vectors have dimension {vectors.shape[1]}, collection {self.name!r} holds {self.dimension}"
             )
-        return self.client.search(
+        return self._call(
+            "search",
             self.name,
             data=list(vectors),
             limit=int(top_k),

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from pymilvus.exceptions import MilvusException
+
+from utilities.errors import MilvusUnavailableError
+from utilities.retry import RetryPolicy, call_with_retry, is_transient
+
+UNAVAILABLE = MilvusException(
+    code=2, message="Fail connecting to server on 127.0.0.1:19530, illegal connection params or server unavailable"
+)
+
+
+def test_delays_double_up_to_the_cap_and_fit_the_budget() -> None:
+    policy = RetryPolicy(seconds=20, first_delay=0.5, max_delay=4)
+    delays = policy.delays()
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
+    assert sum(delays) <= 20
+    assert RetryPolicy(seconds=0).delays() == []
+
+
+def test_unavailable_server_is_transient_but_a_refusal_is_not() -> None:
+    assert is_transient(UNAVAILABLE)
+    assert is_transient(ConnectionResetError())
+    assert not is_transient(MilvusException(code=1100, message="invalid parameter: dim mismatch"))
+    assert not is_transient(ValueError("server unavailable"))  # not from pymilvus: our own errors pass through
+
+
+def test_a_call_that_recovers_is_retried_with_reconnects() -> None:
+    attempts, reconnects = [], []
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise UNAVAILABLE
+        return "ok"
+
+    policy = RetryPolicy(seconds=5, first_delay=0.05)
+    assert call_with_retry(flaky, policy, "test", reconnect=lambda: reconnects.append(1)) == "ok"
+    assert len(attempts) == 3 and len(reconnects) == 2
+    assert attempts[2] - attempts[1] >= 2 * (attempts[1] - attempts[0]) * 0.8  # the wait doubled
+
+
+def test_retries_stop_when_the_budget_is_spent() -> None:
+    calls = []
+
+    def down() -> None:
+        calls.append(1)
+        raise UNAVAILABLE
+
+    started = time.monotonic()
+    with pytest.raises(MilvusUnavailableError, match="gave up after"):
+        call_with_retry(
+            down,
+            RetryPolicy(seconds=1.0, first_delay=0.1),
+            "test",
+            give_up=lambda error, spent: MilvusUnavailableError(f"gave up after {spent:.1f} s: {error}"),
+        )
+    assert time.monotonic() - started < 1.5
+    assert len(calls) == 4  # 0.1 + 0.2 + 0.4 s of waits fit in 1 s, the next 0.8 s would not
+
+
+def test_errors_that_are_not_transient_are_raised_at_once() -> None:
+    calls = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise MilvusException(code=1100, message="invalid expression")
+
+    with pytest.raises(MilvusException, match="invalid expression"):
+        call_with_retry(refused, RetryPolicy(seconds=10), "test")
+    assert calls == [1]
