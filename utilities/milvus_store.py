@@ -85,10 +85,12 @@ DEFAULT_SEARCH_PARAMS: dict[str, dict[str, int]] = {
 }
 """Search parameters used unless the caller passes others.
 
-Chosen from benchmarks/results/search.md: on 100,000 clustered 2048-d vectors HNSW (M=16,
-efConstruction=200) reached recall@10 1.000 at ef=64 with p50 10 ms on the server, and on
-3,000 vectors 0.935 at ef=64 and 0.995 at ef=256; ef=128 leaves a margin. nprobe=32 of
-nlist=1024 reached 1.000 at 100,000 vectors.
+Chosen from benchmarks/results/search*.md: HNSW (M=16, efConstruction=200) searched with
+ef=128 reached recall@10 0.992 (p50 11 ms on the server) on 30,000 2048-d vectors in
+overlapping clusters, where ef=64 gave 0.966; on 100,000 vectors in tight clusters ef=64
+already gave 1.000. IVF's recall depends on the data: nprobe=32 of nlist=1024 found
+everything in tight clusters but only 0.53 of the true top 10 (nprobe=32 of 692) in
+overlapping ones; check yours with `evaluation.evaluate(index_type="IVF_FLAT")`.
 """
 
 
