@@ -136,13 +136,21 @@ def connect(
                 "for a server pass a URI such as http://localhost:19530"
             )
         Path(target.uri).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     owner = _lock_lite_file(target, lite_busy_wait) if target.is_lite else None
-    try:
-        client = MilvusClient(uri=target.uri, token=target.token, timeout=timeout)
-    except Exception as error:  # noqa: BLE001 - pymilvus raises several unrelated types here
-        if owner is not None:
-            owner.close()
-        raise MilvusUnavailableError(_unavailable_message(target, error)) from error
+    while True:
+        try:
+            client = MilvusClient(uri=target.uri, token=target.token, timeout=timeout)
+            break
+        except Exception as error:  # noqa: BLE001 - pymilvus raises several unrelated types here
+            # The Lite server of a process killed a moment ago can hold the database for a
+            # second or two after that process' lock is gone ("database is locked"): wait for it.
+            if owner is not None and time.monotonic() - started < lite_busy_wait:
+                time.sleep(0.25)
+                continue
+            if owner is not None:
+                owner.close()
+            raise MilvusUnavailableError(_unavailable_message(target, error)) from error
     client._image_search_owner_lock = owner  # released by ImageCollection.close (or when the client goes)
     return client, target
 
