@@ -173,20 +173,22 @@ def verify_mapping(store: ImageCollection, path: str | os.PathLike, repair: bool
     Example:
         >>> print(verify_mapping(store, "db/imagenet_collection.mapping.csv", repair=True))  # doctest: +SKIP
     """
-    live = mapping_from_collection(store)
     target = Path(path)
-    saved = load_mapping(target) if target.exists() else pd.DataFrame({"id": [], "path": []}).astype({"id": "int64"})
-    live_paths = dict(zip(live["id"].tolist(), live["path"].astype(str).tolist(), strict=True))
-    saved_paths = dict(zip(saved["id"].tolist(), saved["path"].astype(str).tolist(), strict=True))
-    check = MappingCheck(
-        path=target,
-        rows=len(live),
-        missing_from_file=sorted(set(live_paths) - set(saved_paths)),
-        stale_in_file=sorted(set(saved_paths) - set(live_paths)),
-        wrong_path=sorted(i for i in set(live_paths) & set(saved_paths) if live_paths[i] != saved_paths[i]),
-    )
-    if repair and not check.consistent:
-        with mapping_lock(target):
-            save_mapping(mapping_from_collection(store), target)
-        check.repaired = True
+    with mapping_lock(target):  # one read of the collection serves the check and the repair
+        live = mapping_from_collection(store)
+        saved = (
+            load_mapping(target) if target.exists() else pd.DataFrame({"id": [], "path": []}).astype({"id": "int64"})
+        )
+        live_paths = dict(zip(live["id"].tolist(), live["path"].astype(str).tolist(), strict=True))
+        saved_paths = dict(zip(saved["id"].tolist(), saved["path"].astype(str).tolist(), strict=True))
+        check = MappingCheck(
+            path=target,
+            rows=len(live),
+            missing_from_file=sorted(set(live_paths) - set(saved_paths)),
+            stale_in_file=sorted(set(saved_paths) - set(live_paths)),
+            wrong_path=sorted(i for i in set(live_paths) & set(saved_paths) if live_paths[i] != saved_paths[i]),
+        )
+        if repair and not check.consistent:
+            save_mapping(live, target)
+            check.repaired = True
     return check

@@ -288,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import pymilvus  # noqa: F401 - its import sets up its own log handler; quiet it after that
 
         logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # errors reach the user as one line below
+    from utilities.config import resolve_target
     from utilities.errors import ImageSearchError
 
     try:
@@ -299,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(error).__module__.startswith("pymilvus"):
             message = getattr(error, "message", None) or str(error)
             print(
-                f"error: Milvus at {args.uri or os.environ.get('MILVUS_URI') or 'db/milvus.db'} answered: "
+                f"error: Milvus at {resolve_target(args.uri, args.token).uri} answered: "
                 f"{message}. Check that the server is running and healthy (python -m utilities info), "
                 "then run the same command again.",
                 file=sys.stderr,
