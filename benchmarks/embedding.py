@@ -30,7 +30,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timings of (a) and (b); best kept")
     parser.add_argument("--repeat", type=int, default=1, help="pass the file list this many times in (b)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding workers (default: CPU count; gpu: 2)")
+    parser.add_argument(
+        "--decoder", default=None, help="thread, process or gpu (nvJPEG); default: process with 8+ cores, else thread"
+    )
     parser.add_argument("--dtype", default="float32", help="float32, or mixed_bfloat16 / mixed_float16")
     parser.add_argument("--name", default="embedding", help="results file name (without .md)")
     args = parser.parse_args(argv)
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     from utilities.embeddings import ResNet50Embedder
     from utilities.images import decode_for_model, find_images
     from utilities.pipeline import embed_paths
+    from utilities.reader import default_decoder, iter_decoded_batches
 
     if args.dtype != "float32":
         keras.mixed_precision.set_dtype_policy(args.dtype)
@@ -86,9 +90,22 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):  # alternate (a) and (b) so that both see the same machine load
         raw_times.append(best_of(lambda: embedder.embed_batch(decoded), 1))
         package_times.append(
-            best_of(lambda: embed_paths(stream, embedder, args.batch_size, args.workers, progress=False), 1)
+            best_of(
+                lambda: embed_paths(
+                    stream, embedder, args.batch_size, args.workers, progress=False, decoder=args.decoder
+                ),
+                1,
+            )
         )
     raw, package = min(raw_times), min(package_times)
+    decoder = args.decoder or default_decoder()
+    decode_only = best_of(
+        lambda: sum(1 for _ in iter_decoded_batches(stream, args.batch_size, workers=args.workers, decoder=decoder)),
+        1,
+    )
+    check_paths = paths[: max(64, args.batch_size)]  # whole batches: no shape to compile again
+    check = embed_paths(check_paths, embedder, args.batch_size, args.workers, progress=False, decoder=decoder)
+    agreement = np.sum(check.vectors * embedder.embed_batch(decoded[: len(check.vectors)]), axis=1)
     single = single_query_ms(paths[: min(len(paths), 11)], embedder)
     naive_paths = paths[: args.naive_count]
     plain = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
@@ -96,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     naive = best_of(lambda: naive_loop(naive_paths, plain), 1)
 
     rates = {"raw": len(paths) / raw, "package": len(stream) / package, "naive": len(naive_paths) / naive}
+    rates["decode"] = len(stream) / decode_only
     rows = [
         ["(a) raw batched forward, decoded uint8 in memory", len(paths), f"{rates['raw']:.1f}", "1.00"],
         [
@@ -110,6 +128,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{rates['naive']:.1f}",
             f"{rates['naive'] / rates['raw']:.2f}",
         ],
+        [
+            f"(d) decoding alone, `{decoder}` decoder (no model; workers started inside the timing)",
+            len(stream),
+            f"{rates['decode']:.1f}",
+            f"{rates['decode'] / rates['raw']:.2f}",
+        ],
     ]
     paired = [len(stream) / p / (len(paths) / r) for r, p in zip(raw_times, package_times, strict=True)]
     notes = [
@@ -121,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         f"one query image from its file: {single:.1f} ms (median of {max(1, min(len(paths), 11) - 1)}), "
         "the time a search spends before it reaches Milvus",
         f"batch size {args.batch_size}, dtype policy {args.dtype}, Keras backend {keras.backend.backend()}, "
-        f"photos from {args.images.name}",
+        f"decoder {decoder}, photos from {args.images.name}",
+        f"cosine between vectors from the `{decoder}` decoder and from Pillow-decoded arrays: "
+        f"min {agreement.min():.4f}, mean {agreement.mean():.4f} ({len(agreement)} photos)",
     ]
     if args.dtype != "float32":
         keras.mixed_precision.set_dtype_policy("float32")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import imagenette_files
-from utilities.reader import iter_decoded_batches
+from utilities.reader import default_workers, iter_decoded_batches
 
 
 @pytest.fixture
@@ -35,10 +35,31 @@ def test_thread_and_process_decoders_agree(mixed_paths: list[Path]) -> None:
 
 def test_unknown_decoder_and_bad_batch_size_are_refused(mixed_paths: list[Path]) -> None:
     with pytest.raises(ValueError, match="decoder"):
-        list(iter_decoded_batches(mixed_paths, 2, decoder="gpu"))
+        list(iter_decoded_batches(mixed_paths, 2, decoder="bogus"))
     with pytest.raises(ValueError, match="batch_size"):
         list(iter_decoded_batches(mixed_paths, 0))
 
 
 def test_empty_input_yields_nothing() -> None:
     assert list(iter_decoded_batches([], 4)) == []
+
+
+def test_shared_buffers_hold_the_same_images(mixed_paths: list[Path]) -> None:
+    def run(reuse: bool) -> list[tuple[list[Path], np.ndarray]]:
+        return [
+            (b.paths, b.images.copy())  # a shared batch is only valid until the next one is asked for
+            for b in iter_decoded_batches(mixed_paths, 3, workers=2, decoder="process", reuse_buffers=reuse)
+        ]
+
+    copied, shared = run(False), run(True)
+    assert [paths for paths, _ in copied] == [paths for paths, _ in shared]
+    for (_, a), (_, b) in zip(copied, shared, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(("cores", "threads", "processes"), [(2, 2, 2), (8, 8, 6), (16, 16, 12), (64, 16, 16)])
+def test_worker_processes_leave_cores_to_the_model(
+    cores: int, threads: int, processes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert (default_workers("thread"), default_workers("process")) == (threads, processes)

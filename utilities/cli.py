@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
     model.add_argument("--batch-size", type=_positive, default=32, help="images per model call")
+    model.add_argument(
+        "--decoder",
+        choices=("thread", "process", "gpu"),
+        help="how to decode images: CPU threads, CPU processes, or nvJPEG on a CUDA GPU (needs torchvision); "
+        "default: processes with 8+ cores, else threads",
+    )
 
     parser = argparse.ArgumentParser(prog="python -m utilities", description="Image similarity search with Milvus.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -121,6 +127,7 @@ def _engine(args: argparse.Namespace, with_model: bool = True) -> Any:
         batch_size=getattr(args, "batch_size", 32),
         progress=sys.stderr.isatty() or bool(os.environ.get("UTILITIES_PROGRESS")),
         retry_seconds=args.retry_seconds,
+        decoder=getattr(args, "decoder", None),
     )
 
 

@@ -42,6 +42,8 @@ class ImageSearchEngine:
         progress: Show tqdm progress bars.
         retry_seconds: How long a call keeps retrying while a server is unreachable
             (default 60 s, see `retry.RetryPolicy`; 0 fails at once).
+        decoder: How images are decoded: `"thread"`, `"process"` or `"gpu"` (nvJPEG, needs
+            torchvision with CUDA); see `reader.iter_decoded_batches`. Default: by core count.
 
     Example:
         >>> engine = ImageSearchEngine(weights=None)  # doctest: +SKIP
@@ -60,8 +62,10 @@ class ImageSearchEngine:
         batch_size: int = 32,
         progress: bool = True,
         retry_seconds: float | None = None,
+        decoder: str | None = None,
     ) -> None:
         self.target = resolve_target(uri, token)
+        self.decoder = decoder
         self.retry_seconds = retry_seconds
         self.collection_name = collection_name
         self.metric = metric
@@ -115,7 +119,9 @@ class ImageSearchEngine:
 
     def embed_folder(self, folder: str | os.PathLike) -> pipeline.EmbeddedImages:
         """Embed every image under a folder into memory (nothing is stored)."""
-        return pipeline.embed_paths(find_images(folder), self.embedder, self.batch_size, progress=self.progress)
+        return pipeline.embed_paths(
+            find_images(folder), self.embedder, self.batch_size, progress=self.progress, decoder=self.decoder
+        )
 
     def insert_vectors(self, paths: Sequence[str | os.PathLike], vectors: np.ndarray) -> int:
         """Store precomputed vectors with their paths (upsert: re-running adds nothing)."""
@@ -150,7 +156,13 @@ class ImageSearchEngine:
                 give each of several concurrent runs its own.
         """
         report = pipeline.index_paths(
-            paths, self.store, self.embedder, self.batch_size, progress=self.progress, prune_root=prune_root
+            paths,
+            self.store,
+            self.embedder,
+            self.batch_size,
+            progress=self.progress,
+            prune_root=prune_root,
+            decoder=self.decoder,
         )
         return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path))
 

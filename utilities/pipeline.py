@@ -146,6 +146,7 @@ def embed_paths(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
+    decoder: str | None = None,
 ) -> EmbeddedImages:
     """Embed many files in memory (no Milvus), with parallel decoding and a progress bar.
 
@@ -153,8 +154,9 @@ def embed_paths(
         paths: Image files.
         embedder: Any `Embedder`.
         batch_size: Images per model call.
-        workers: Decoding threads.
+        workers: Decoding workers.
         progress: Show a tqdm bar.
+        decoder: `"thread"`, `"process"` or `"gpu"`; see `reader.iter_decoded_batches`.
 
     Returns:
         The vectors aligned with the paths that decoded, and the failures.
@@ -168,7 +170,9 @@ def embed_paths(
     parts: list[np.ndarray] = []
     failures: list[LoadFailure] = []
     with tqdm(total=len(paths), desc="embedding", unit="img", disable=not progress) as bar:
-        for batch in iter_decoded_batches(paths, batch_size, embedder.image_size, workers):
+        for batch in iter_decoded_batches(
+            paths, batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
+        ):
             if len(batch.paths):
                 parts.append(embedder.embed_batch(batch.images))
                 kept.extend(stored_path(p) for p in batch.paths)
@@ -264,6 +268,7 @@ def index_paths(
     workers: int | None = None,
     progress: bool = True,
     prune_root: str | os.PathLike | None = None,
+    decoder: str | None = None,
 ) -> IndexReport:
     """Bring the collection up to date with the given files.
 
@@ -281,6 +286,7 @@ def index_paths(
         workers: Decoding workers.
         progress: Show a tqdm bar.
         prune_root: Delete rows under this folder whose files no longer exist.
+        decoder: `"thread"`, `"process"` or `"gpu"`; see `reader.iter_decoded_batches`.
 
     Returns:
         An `IndexReport` (added, updated, moved, unchanged, removed, failed).
@@ -306,7 +312,9 @@ def index_paths(
         tqdm(total=len(to_embed), desc="indexing", unit="img", disable=not progress) as bar,
     ):
         pending: list[Future] = []
-        for batch in iter_decoded_batches(to_embed, batch_size, embedder.image_size, workers):
+        for batch in iter_decoded_batches(
+            to_embed, batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
+        ):
             report.failed.extend(batch.failures)
             if len(batch.paths):
                 vectors = embedder.embed_batch(batch.images)

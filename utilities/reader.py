@@ -50,9 +50,23 @@ class DecodedBatch:
     failures: list[LoadFailure] = field(default_factory=list)
 
 
-def default_workers() -> int:
-    """Decoding workers: one per CPU core, at least 2, at most 16."""
-    return max(2, min(16, os.cpu_count() or 2))
+def default_workers(decoder: str = "thread") -> int:
+    """Decoding workers for a decoder: at least 2, at most 16.
+
+    Threads: one per core (they wait on Pillow, which releases the GIL). Processes:
+    a quarter of the cores (at least 2) are left to the process that runs the model.
+    On a 16-core H100 machine, 16 worker processes starved it: decoding and
+    embedding reached 0.82 of the model's own speed, against 0.94 with 12 or 8
+    workers (`benchmarks/results/gpu-h100-jax-fp32-decoders.md`).
+    """
+    cores = os.cpu_count() or 2
+    if decoder == "process":
+        cores -= max(2, cores // 4)
+    return max(2, min(16, cores))
+
+
+DECODERS = ("thread", "process", "gpu")
+"""Ways to decode: CPU threads, CPU worker processes, or nvJPEG on a CUDA GPU (`gpu_decoder`)."""
 
 
 def default_decoder() -> str:
@@ -107,7 +121,7 @@ def _executor(decoder: str, workers: int) -> Executor:
     if decoder == "process":
         # spawn: never fork a process that runs TensorFlow/JAX threads
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    raise ValueError(f"decoder must be 'thread' or 'process', got {decoder!r}")
+    raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
 
 
 class _Slots:
@@ -131,6 +145,7 @@ def iter_decoded_batches(
     workers: int | None = None,
     prefetch_batches: int = 2,
     decoder: str | None = None,
+    reuse_buffers: bool = False,
 ) -> Iterator[DecodedBatch]:
     """Yield decoded batches of `batch_size` files, decoding ahead in worker threads or processes.
 
@@ -142,9 +157,13 @@ def iter_decoded_batches(
         paths: Image files, in the order wanted.
         batch_size: Files per batch (the last one may be smaller).
         image_size: Side of the square model input.
-        workers: Decoding workers; `default_workers()` if None.
+        workers: Decoding workers; `default_workers(decoder)` if None.
         prefetch_batches: Batches decoded ahead of the one being consumed.
-        decoder: `"thread"` or `"process"`; `default_decoder()` if None.
+        decoder: `"thread"`, `"process"` or `"gpu"` (nvJPEG; needs torchvision with
+            CUDA, see `utilities.gpu_decoder`); `default_decoder()` if None.
+        reuse_buffers: With the process decoder, hand out each batch's images as a view of
+            the shared buffer the workers wrote (no copy) instead of a copy. Faster, but a
+            batch's `images` are then only valid until the next batch is asked for.
 
     Yields:
         `DecodedBatch` objects; failed files are listed in their batch's `failures`.
@@ -156,10 +175,15 @@ def iter_decoded_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     kind = decoder or default_decoder()
-    count = workers or default_workers()
+    if kind == "gpu":
+        yield from _iter_gpu_batches(paths, batch_size, image_size, workers or 2, prefetch_batches)
+        return
+    count = workers or default_workers(kind)
     chunk = max(1, -(-batch_size // count))
     source = iter(Path(p) for p in paths)
-    slots = _Slots(prefetch_batches + 1, batch_size, image_size) if kind == "process" else None
+    # A view handed out must survive until the next batch is asked for: one more slot than in flight.
+    slot_count = prefetch_batches + 1 + int(reuse_buffers)
+    slots = _Slots(slot_count, batch_size, image_size) if kind == "process" else None
     try:
         with _executor(kind, count) as pool:
             pending: deque[tuple[list[Path], Future]] = deque()
@@ -168,7 +192,7 @@ def iter_decoded_batches(
             def submit_batch() -> int:
                 nonlocal submitted
                 batch = [path for _, path in zip(range(batch_size), source, strict=False)]
-                slot = submitted % (prefetch_batches + 1)
+                slot = submitted % slot_count
                 for start in range(0, len(batch), chunk):
                     part = batch[start : start + chunk]
                     if slots is None:
@@ -188,8 +212,8 @@ def iter_decoded_batches(
                 parts = []
                 while size > sum(len(part) for part, _ in parts):
                     parts.append(pending.popleft())
-                slot_view = None if slots is None else slots.array[consumed % (prefetch_batches + 1)]
-                batch = _collect(parts, image_size, slot_view)  # copies out of the slot before it is reused
+                slot_view = None if slots is None else slots.array[consumed % slot_count]
+                batch = _collect(parts, image_size, slot_view, share=reuse_buffers)
                 consumed += 1
                 next_size = submit_batch()
                 if next_size:
@@ -201,8 +225,9 @@ def iter_decoded_batches(
 
 
 def _collect(
-    parts: list[tuple[list[Path], Future]], image_size: int, slot_view: np.ndarray | None = None
+    parts: list[tuple[list[Path], Future]], image_size: int, slot_view: np.ndarray | None = None, share: bool = False
 ) -> DecodedBatch:
+    """Gather a batch's results; images in a shared slot are copied out unless `share` (and none failed)."""
     good_paths: list[Path] = []
     arrays: list[np.ndarray] = []
     rows: list[int] = []
@@ -218,8 +243,43 @@ def _collect(
                 if slot_view is None:
                     arrays.append(result)
             row += 1
-    if slot_view is not None:
+    if slot_view is not None and share and len(rows) == row:
+        images = slot_view[:row]  # every file decoded: the slot's first rows, as they are
+    elif slot_view is not None:
         images = slot_view[rows] if rows else np.zeros((0, image_size, image_size, 3), np.uint8)
     else:
         images = stack_inputs(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
     return DecodedBatch(paths=good_paths, images=images, failures=failures)
+
+
+def _iter_gpu_batches(
+    paths: Iterable[str | os.PathLike], batch_size: int, image_size: int, workers: int, prefetch_batches: int
+) -> Iterator[DecodedBatch]:
+    """`iter_decoded_batches` with nvJPEG: worker threads read and decode whole batches on the GPU."""
+    from utilities.gpu_decoder import GpuJpegDecoder
+
+    gpu = GpuJpegDecoder(image_size)
+    source = iter(Path(p) for p in paths)
+
+    def decode(batch: list[Path]) -> DecodedBatch:
+        kept, images, failures = gpu.decode(batch)
+        return DecodedBatch(
+            paths=[batch[i] for i in kept],
+            images=images,
+            failures=[LoadFailure(path=os.fspath(path), reason=reason) for path, reason in failures],
+        )
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu-decode") as pool:
+        pending: deque[Future] = deque()
+
+        def submit() -> None:
+            batch = [path for _, path in zip(range(batch_size), source, strict=False)]
+            if batch:
+                pending.append(pool.submit(decode, batch))
+
+        for _ in range(max(prefetch_batches, workers) + 1):
+            submit()
+        while pending:
+            batch = pending.popleft().result()
+            submit()
+            yield batch
