@@ -26,6 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import write_table  # noqa: E402
 
 TOP_K = 10
+COLUMNS = [
+    "engine",
+    "index",
+    "parameters",
+    "recall@10",
+    "p50 ms",
+    "p99 ms",
+    "QPS (batch 100)",
+    "build s",
+    "first query after load s",
+]
+"""Columns of the search tables (`search.py`, `search_scale.py`)."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -232,17 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     write_table(
         args.name,
         "Search: latency, throughput and recall@10",
-        [
-            "engine",
-            "index",
-            "parameters",
-            "recall@10",
-            "p50 ms",
-            "p99 ms",
-            "QPS (batch 100)",
-            "build s",
-            "first query after load s",
-        ],
+        COLUMNS,
         rows,
         notes,
         packages=["pymilvus", "milvus-lite", "milvus", "faiss-cpu"],
