@@ -149,9 +149,11 @@ def iter_decoded_batches(
 ) -> Iterator[DecodedBatch]:
     """Yield decoded batches of `batch_size` files, decoding ahead in worker threads or processes.
 
-    Memory is bounded by `batch_size * (prefetch_batches + 1)` decoded images,
-    whatever the number of paths. Each batch is split into one chunk per worker;
-    worker processes write pixels into shared memory rather than sending them back.
+    Memory is bounded by a few batches of decoded images, whatever the number of
+    paths: `prefetch_batches + 1` batches (one more with `reuse_buffers`; with the GPU
+    decoder `max(prefetch_batches, workers) + 1`). Each batch is split into one chunk
+    per worker; worker processes write pixels into shared memory rather than sending
+    them back.
 
     Args:
         paths: Image files, in the order wanted.
