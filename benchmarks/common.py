@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -34,6 +37,23 @@ def machine() -> str:
     )
     gpu = os.environ.get("BENCH_GPU_NAME")
     return f"{description}, {gpu}" if gpu else description
+
+
+def model_and_photos(images: Path, count: int, batch_size: int, dtype: str) -> tuple[list[Path], Any, np.ndarray]:
+    """The first `count` photos, a random-weights ResNet50 embedder compiled for `batch_size`,
+    and the photos decoded in memory (the input of the raw-model baseline)."""
+    import keras
+
+    from utilities.embeddings import ResNet50Embedder
+    from utilities.images import decode_for_model, find_images
+
+    if dtype != "float32":
+        keras.mixed_precision.set_dtype_policy(dtype)
+    paths = find_images(images)[:count]
+    embedder = ResNet50Embedder(weights=None, batch_size=batch_size)
+    decoded = np.stack([decode_for_model(p) for p in paths])
+    embedder.embed_batch(decoded[:batch_size])  # compile before timing
+    return paths, embedder, decoded
 
 
 def best_of(function: Callable[[], object], repeats: int) -> float:

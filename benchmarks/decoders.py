@@ -17,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, best_of, write_table  # noqa: E402
+from benchmarks.common import SHARED_DATA, best_of, model_and_photos, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,15 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     import keras
 
-    from utilities.embeddings import ResNet50Embedder
-    from utilities.images import decode_for_model, find_images
-
-    if args.dtype != "float32":
-        keras.mixed_precision.set_dtype_policy(args.dtype)
-    paths = find_images(args.images)[: args.count]
-    embedder = ResNet50Embedder(weights=None, batch_size=args.batch_size)
-    decoded = np.stack([decode_for_model(p) for p in paths])
-    embedder.embed_batch(decoded[: args.batch_size])  # compile before timing
+    paths, embedder, decoded = model_and_photos(args.images, args.count, args.batch_size, args.dtype)
     raw = len(paths) / best_of(lambda: embedder.embed_batch(decoded), 2)
     stream = paths * args.repeat
     rows = [["(a) raw model on decoded batches in memory", "", f"{raw:.1f}", "1.00", "", ""]]

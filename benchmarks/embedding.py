@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, best_of, write_table  # noqa: E402
+from benchmarks.common import SHARED_DATA, best_of, model_and_photos, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,16 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     import keras
 
     from utilities.embeddings import ResNet50Embedder
-    from utilities.images import decode_for_model, find_images
     from utilities.pipeline import embed_paths
     from utilities.reader import default_decoder, iter_decoded_batches
 
-    if args.dtype != "float32":
-        keras.mixed_precision.set_dtype_policy(args.dtype)
-    paths = find_images(args.images)[: args.count]
-    embedder = ResNet50Embedder(weights=None, batch_size=args.batch_size)
-    decoded = np.stack([decode_for_model(p) for p in paths])
-    embedder.embed_batch(decoded[: args.batch_size])  # compile before timing
+    paths, embedder, decoded = model_and_photos(args.images, args.count, args.batch_size, args.dtype)
     stream = paths * args.repeat  # long enough to amortise starting the decoding workers
     raw_times, package_times = [], []
     for _ in range(args.rounds):  # alternate (a) and (b) so that both see the same machine load

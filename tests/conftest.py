@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -78,6 +80,30 @@ def embedder():
     model = ResNet50Embedder(weights=None, batch_size=8)
     _ = model.model
     return model
+
+
+def cli_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m utilities ARGS` started in a child process, its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "utilities", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m utilities ARGS` to its end in a child process (killed after `timeout` s)."""
+    child = cli_process(*args, env=env)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
 def imagenette_files(per_class: int) -> list[Path]:

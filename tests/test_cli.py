@@ -1,23 +1,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import IMAGENETTE
+from tests.conftest import IMAGENETTE, run_cli
 from utilities.cli import main
 from utilities.ids import stored_path
 from utilities.images import find_images
 from utilities.milvus_store import ImageCollection
 from utilities.pipeline import shard_paths
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "utilities", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_index_search_info_export_drop(

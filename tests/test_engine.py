@@ -58,12 +58,9 @@ def test_failures_are_written_beside_the_mapping(tmp_path: Path, embedder) -> No
 def test_second_process_indexing_a_busy_lite_file_gets_a_clear_error_and_corrupts_nothing(
     tmp_path: Path, photo_folder: Path
 ) -> None:
-    import subprocess
-    import sys
-
     import numpy as np
 
-    from tests.conftest import ROOT
+    from tests.conftest import run_cli
     from utilities.milvus_store import ImageCollection
 
     uri = str(tmp_path / "busy.db")
@@ -71,14 +68,7 @@ def test_second_process_indexing_a_busy_lite_file_gets_a_clear_error_and_corrupt
     vectors = np.random.default_rng(1).random((3, 2048), dtype=np.float32)
     holder.insert(["/busy/a.jpg", "/busy/b.jpg", "/busy/c.jpg"], vectors)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "utilities", "index", str(photo_folder), "--uri", uri, "--collection", "busy"]
-            + ["--weights", "none"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=300,
-        )
+        done = run_cli("index", str(photo_folder), "--uri", uri, "--collection", "busy", "--weights", "none")
         assert done.returncode == 1
         assert done.stderr.strip().count("\n") == 0, done.stderr
         assert "cannot open Milvus Lite file" in done.stderr and "another process has it open" in done.stderr

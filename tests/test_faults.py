@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, imagenette_files
+from tests.conftest import cli_process, imagenette_files, run_cli
 from tests.milvus_server import PrivateMilvusServer
 from utilities.catalog import mapping_from_collection, verify_mapping
 from utilities.engine import ImageSearchEngine
@@ -99,13 +97,7 @@ def test_wrong_or_missing_token_is_one_clear_error_that_never_shows_the_token(
 
 
 def test_cli_with_a_wrong_token_prints_one_line_without_it(running: PrivateMilvusServer) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "utilities", "info", "--uri", running.uri, "--token", f"root:{SECRET}"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    done = run_cli("info", "--uri", running.uri, "--token", f"root:{SECRET}", timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "refused the connection" in done.stderr and SECRET not in done.stderr + done.stdout
@@ -168,16 +160,9 @@ def test_server_killed_mid_indexing_and_restarted_the_run_finishes_with_each_ima
     engine.store.drop()
 
 
-def run_index(server: PrivateMilvusServer, folder: Path, cwd: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "utilities", "index", str(folder), "--uri", server.uri, "--weights", "none"]
-    return subprocess.Popen(
-        [*command, "--collection", "faults_down", "--batch-size", "4", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "MILVUS_TOKEN": server.token, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
-    )
+def run_index(server: PrivateMilvusServer, folder: Path, *extra: str) -> subprocess.Popen:
+    common = ["--uri", server.uri, "--weights", "none", "--collection", "faults_down", "--batch-size", "4"]
+    return cli_process("index", str(folder), *common, *extra, env={"MILVUS_TOKEN": server.token})
 
 
 def test_server_down_mid_indexing_the_cli_stops_clearly_and_a_rerun_completes_exactly_once(
@@ -185,7 +170,7 @@ def test_server_down_mid_indexing_the_cli_stops_clearly_and_a_rerun_completes_ex
 ) -> None:
     folder = photos(tmp_path, 6)
     watcher = ImageCollection.open(running.uri, running.token, name="faults_down", dimension=2048, reset=True)
-    child = run_index(running, folder, tmp_path, "--retry-seconds", "4")
+    child = run_index(running, folder, "--retry-seconds", "4")
     deadline = time.monotonic() + 240
     while watcher.count() == 0 and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -196,7 +181,7 @@ def test_server_down_mid_indexing_the_cli_stops_clearly_and_a_rerun_completes_ex
     assert last.startswith("error: Milvus at " + running.uri) and "run the same command again" in last
     assert "Traceback" not in stderr
     running.start()
-    rerun = run_index(running, folder, tmp_path, "--json")
+    rerun = run_index(running, folder, "--json")
     out, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr[-2000:]
     summary = json.loads(out)
@@ -215,17 +200,7 @@ def test_two_processes_index_disjoint_shards_into_one_server_at_once(
     backend = server_uri
     folder = photos(tmp_path, 3)
     common = ["--uri", backend, "--collection", collection_name, "--weights", "none", "--batch-size", "4"]
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "utilities", "index", str(folder), *common, "--shard", f"{i}/2", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
-        )
-        for i in (1, 2)
-    ]
+    children = [cli_process("index", str(folder), *common, "--shard", f"{i}/2", "--json") for i in (1, 2)]
     outputs = [child.communicate(timeout=300) for child in children]
     for child, (_, stderr) in zip(children, outputs, strict=True):
         assert child.returncode == 0, stderr[-2000:]

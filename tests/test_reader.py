@@ -62,4 +62,4 @@ def test_worker_processes_leave_cores_to_the_model(
     cores: int, threads: int, processes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: cores)
-    assert (default_workers("thread"), default_workers("process")) == (threads, processes)
+    assert (default_workers("thread"), default_workers("process"), default_workers("gpu")) == (threads, processes, 2)

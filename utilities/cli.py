@@ -59,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
     model.add_argument("--batch-size", type=_positive, default=32, help="images per model call")
+    from utilities.reader import DECODERS
+
     model.add_argument(
         "--decoder",
-        choices=("thread", "process", "gpu"),
+        choices=DECODERS,
         help="how to decode images: CPU threads, CPU processes, or nvJPEG on a CUDA GPU (needs torchvision); "
         "default: processes with 8+ cores, else threads",
     )

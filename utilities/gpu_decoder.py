@@ -213,10 +213,8 @@ class GpuJpegDecoder:
 
     def _to_host(self, squares: list[Any]) -> np.ndarray:
         """Stack GPU squares and CPU arrays into one uint8 NHWC numpy batch."""
-        if not squares:
-            return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        if all(isinstance(square, np.ndarray) for square in squares):
-            return stack_inputs(squares)
+        if all(isinstance(square, np.ndarray) for square in squares):  # also when there are none
+            return stack_inputs(squares, self.image_size)
         torch = self._torch
         gpu = [
             torch.from_numpy(s).to(self.device).permute(2, 0, 1).float() if isinstance(s, np.ndarray) else s
@@ -224,12 +222,3 @@ class GpuJpegDecoder:
         ]
         batch = torch.stack(gpu).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return batch.cpu().numpy()
-
-
-def gpu_decoder_available() -> bool:
-    """Whether `GpuJpegDecoder()` would work here (torchvision importable and a CUDA GPU visible)."""
-    try:
-        GpuJpegDecoder()
-    except ImageSearchError:
-        return False
-    return True

@@ -176,9 +176,9 @@ def decode_for_model(path: str | os.PathLike, size: int = DEFAULT_IMAGE_SIZE) ->
         raise ImageLoadError(os.fspath(path), f"cannot resize: {error}") from error
 
 
-def stack_inputs(arrays: Iterable[np.ndarray]) -> np.ndarray:
-    """Stack model inputs into one uint8 batch `(n, size, size, 3)`."""
+def stack_inputs(arrays: Iterable[np.ndarray], size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """Stack model inputs into one uint8 batch `(n, size, size, 3)` (`size` shapes an empty one)."""
     items = list(arrays)
     if not items:
-        return np.zeros((0, DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype=np.uint8)
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
     return np.stack(items).astype(np.uint8, copy=False)

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from multiprocessing import shared_memory
 from pathlib import Path
 
@@ -53,12 +54,15 @@ class DecodedBatch:
 def default_workers(decoder: str = "thread") -> int:
     """Decoding workers for a decoder: at least 2, at most 16.
 
-    Threads: one per core (they wait on Pillow, which releases the GIL). Processes:
-    a quarter of the cores (at least 2) are left to the process that runs the model.
+    Threads: one per core (they wait on Pillow, which releases the GIL). GPU: 2 threads
+    (they read files and feed nvJPEG). Processes: a quarter of the cores (at least 2) are
+    left to the process that runs the model.
     On a 16-core H100 machine, 16 worker processes starved it: decoding and
     embedding reached 0.82 of the model's own speed, against 0.94 with 12 or 8
     workers (`benchmarks/results/gpu-h100-jax-fp32-decoders.md`).
     """
+    if decoder == "gpu":
+        return 2
     cores = os.cpu_count() or 2
     if decoder == "process":
         cores -= max(2, cores // 4)
@@ -177,10 +181,10 @@ def iter_decoded_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     kind = decoder or default_decoder()
-    if kind == "gpu":
-        yield from _iter_gpu_batches(paths, batch_size, image_size, workers or 2, prefetch_batches)
-        return
     count = workers or default_workers(kind)
+    if kind == "gpu":
+        yield from _iter_gpu_batches(paths, batch_size, image_size, count, prefetch_batches)
+        return
     chunk = max(1, -(-batch_size // count))
     source = iter(Path(p) for p in paths)
     # A view handed out must survive until the next batch is asked for: one more slot than in flight.
@@ -193,7 +197,7 @@ def iter_decoded_batches(
 
             def submit_batch() -> int:
                 nonlocal submitted
-                batch = [path for _, path in zip(range(batch_size), source, strict=False)]
+                batch = list(islice(source, batch_size))
                 slot = submitted % slot_count
                 for start in range(0, len(batch), chunk):
                     part = batch[start : start + chunk]
@@ -248,9 +252,9 @@ def _collect(
     if slot_view is not None and share and len(rows) == row:
         images = slot_view[:row]  # every file decoded: the slot's first rows, as they are
     elif slot_view is not None:
-        images = slot_view[rows] if rows else np.zeros((0, image_size, image_size, 3), np.uint8)
+        images = slot_view[rows]  # a copy; (0, size, size, 3) when every file failed
     else:
-        images = stack_inputs(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
+        images = stack_inputs(arrays, image_size)
     return DecodedBatch(paths=good_paths, images=images, failures=failures)
 
 
@@ -275,7 +279,7 @@ def _iter_gpu_batches(
         pending: deque[Future] = deque()
 
         def submit() -> None:
-            batch = [path for _, path in zip(range(batch_size), source, strict=False)]
+            batch = list(islice(source, batch_size))
             if batch:
                 pending.append(pool.submit(decode, batch))
 
