@@ -17,6 +17,14 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "photos"
+
+
+def default_images() -> Path:
+    """The photos benchmarks read by default: the 3,925 Imagenette photos in `../shared/data` where
+    that folder exists (our machines), else the 100 photos committed in `tests/data/photos`."""
+    imagenette = SHARED_DATA / "imagenette-val"
+    return imagenette if imagenette.is_dir() else TEST_PHOTOS
 
 
 def versions(names: Sequence[str]) -> str:

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, best_of, model_and_photos, write_table  # noqa: E402
+from benchmarks.common import best_of, default_images, model_and_photos, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few images: checks that it runs (CI)")
-    parser.add_argument("--images", type=Path, default=SHARED_DATA / "imagenette-val")
+    parser.add_argument("--images", type=Path, default=default_images(), help="default: %(default)s")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=8, help="pass the file list this many times")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, best_of, model_and_photos, write_table  # noqa: E402
+from benchmarks.common import best_of, default_images, model_and_photos, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few images: checks that it runs (CI)")
-    parser.add_argument("--images", type=Path, default=SHARED_DATA / "imagenette-val")
+    parser.add_argument("--images", type=Path, default=default_images(), help="default: %(default)s")
     parser.add_argument("--count", type=int, default=512, help="photos for (a) and (b)")
     parser.add_argument("--naive-count", type=int, default=32, help="photos for (c)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timings of (a) and (b); best kept")

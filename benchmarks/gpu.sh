@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results}
-IMAGES=${1:-../shared/data/imagenette-val}
+IMAGES=${1:-../shared/data/imagenette-val}  # or tests/data/photos (100 photos) where ../shared is absent
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.5 PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 BENCH_GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 export BENCH_GPU_NAME

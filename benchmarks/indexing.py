@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import SHARED_DATA, write_table  # noqa: E402
+from benchmarks.common import default_images, write_table  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time
@@ -46,7 +46,7 @@ print(json.dumps({"indexed": report.indexed, "before_mb": before / 1024, "peak_m
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few images: checks that it runs (CI)")
-    parser.add_argument("--images", type=Path, default=SHARED_DATA / "imagenette-val")
+    parser.add_argument("--images", type=Path, default=default_images(), help="default: %(default)s")
     parser.add_argument("--count", type=int, default=256, help="photos for part 1")
     parser.add_argument("--memory-counts", type=int, nargs=2, default=[64, 512], help="folder sizes for part 2")
     parser.add_argument("--batch-size", type=int, default=32)

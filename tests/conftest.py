@@ -1,5 +1,8 @@
 """Shared fixtures: real Milvus backends (Lite and server), real photos, one model.
 
+The photos are committed in `tests/data/` (see its README: CC0 and public-domain photos),
+so the suite needs nothing outside the repository.
+
 The server backend needs `MILVUS_TEST_SERVER_URI` (set by `.ci/run`, which starts
 a real Milvus standalone). Without it, server cases fail with a message saying
 how to start one; deselect them with `-m "not server"` for a quick local run.
@@ -17,9 +20,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-IMAGENETTE = SHARED_DATA / "imagenette-val"
-SAMPLES = SHARED_DATA / "imagenet-samples"
+TEST_DATA = ROOT / "tests" / "data"
+PHOTOS = TEST_DATA / "photos"
+"""10 class folders of 10 photos each (`<class>/<class>_NN.jpg`)."""
+SAMPLES = TEST_DATA / "samples"
+"""Full-size photos (`<name>.jpg`) whose crops fill `PHOTOS`: outside queries, larger files."""
 SERVER_ENV = "MILVUS_TEST_SERVER_URI"
 
 
@@ -106,21 +111,19 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
-def imagenette_files(per_class: int) -> list[Path]:
-    """The first `per_class` photos of each Imagenette class folder."""
-    if not IMAGENETTE.is_dir():
-        pytest.fail(f"shared test photos missing at {IMAGENETTE}; see ../shared/data/README.md")
+def class_photos(per_class: int) -> list[Path]:
+    """The first `per_class` photos of each class folder of the committed test photos."""
     files: list[Path] = []
-    for folder in sorted(p for p in IMAGENETTE.iterdir() if p.is_dir()):
-        files.extend(sorted(folder.glob("*.JPEG"))[:per_class])
+    for folder in sorted(p for p in PHOTOS.iterdir() if p.is_dir()):
+        files.extend(sorted(folder.glob("*.jpg"))[:per_class])
     return files
 
 
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
-    """A writable folder with 10 real photos (one per Imagenette class), in class sub-folders."""
+    """A writable folder with 10 real photos (one per class), in class sub-folders."""
     folder = tmp_path / "photos"
-    for source in imagenette_files(1):
+    for source in class_photos(1):
         target = folder / source.parent.name / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)

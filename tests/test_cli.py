@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import IMAGENETTE, run_cli
+from tests.conftest import PHOTOS, run_cli
 from utilities.cli import main
 from utilities.ids import stored_path
 from utilities.images import find_images
@@ -22,7 +22,7 @@ def test_index_search_info_export_drop(
     summary = json.loads(capsys.readouterr().out)
     assert (summary["indexed"], summary["already_present"], summary["failed"]) == (10, 0, [])
 
-    query = sorted(photo_folder.rglob("*.JPEG"))[3]
+    query = sorted(photo_folder.rglob("*.jpg"))[3]
     plot, copies = tmp_path / "plot.png", tmp_path / "copies"
     assert (
         main(
@@ -45,7 +45,7 @@ def test_index_search_info_export_drop(
     )
     results = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in results] == [1, 2, 3] and results[0]["path"] == stored_path(query)
-    assert plot.stat().st_size > 1000 and len(list(copies.glob("*.JPEG"))) == 3
+    assert plot.stat().st_size > 1000 and len(list(copies.glob("*.jpg"))) == 3
 
     assert main(["info", *common, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -75,7 +75,7 @@ def test_two_shards_cover_the_folder_once(backend: str, collection_name: str, ph
 
 
 def test_shards_are_disjoint_and_complete() -> None:
-    files = find_images(IMAGENETTE)
+    files = find_images(PHOTOS)
     parts = [set(shard_paths(files, i, 3)) for i in (1, 2, 3)]
     assert sum(len(p) for p in parts) == len(files) == len(set().union(*parts))
     assert all(len(p) > len(files) / 6 for p in parts)
@@ -88,7 +88,7 @@ def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
         [
             "demo",
             "--images",
-            str(IMAGENETTE),
+            str(PHOTOS),
             "--weights",
             "none",
             "--per-class",
@@ -106,7 +106,7 @@ def test_demo_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert code == 0
     printed = capsys.readouterr().out
     assert "indexed 20" in printed and "query_2.png" in printed
-    assert (output / "query_1.png").exists() and len(list((output / "query_2").glob("*.JPEG"))) == 3
+    assert (output / "query_1.png").exists() and len(list((output / "query_2").glob("*.jpg"))) == 3
 
 
 def test_usage_errors_exit_2() -> None:
@@ -149,7 +149,7 @@ def test_search_of_a_missing_collection_says_so_and_creates_nothing(tmp_path: Pa
     uri = str(tmp_path / "empty.db")
     done = run_cli(
         "search",
-        str(sorted(IMAGENETTE.rglob("*.JPEG"))[0]),
+        str(sorted(PHOTOS.rglob("*.jpg"))[0]),
         "--uri",
         uri,
         "--collection",
@@ -163,3 +163,40 @@ def test_search_of_a_missing_collection_says_so_and_creates_nothing(tmp_path: Pa
         assert "nothing_here" not in store.client.list_collections()
     finally:
         store.close()
+
+
+MINIMAL_ARGUMENTS = {
+    "index": ["photos/"],
+    "search": ["query.jpg"],
+    "info": [],
+    "export-mapping": ["mapping.csv"],
+    "verify": [],
+    "drop": [],
+    "evaluate": ["labelled/"],
+    "demo": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(MINIMAL_ARGUMENTS))
+def test_each_command_defaults_to_the_documented_collection(command: str, capsys: pytest.CaptureFixture) -> None:
+    from utilities.cli import DEMO_COLLECTION, build_parser
+    from utilities.config import DEFAULT_COLLECTION
+
+    expected = DEMO_COLLECTION if command == "demo" else DEFAULT_COLLECTION
+    args = build_parser().parse_args([command, *MINIMAL_ARGUMENTS[command]])
+    assert args.collection == expected
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    assert f"(default: {expected})" in " ".join(capsys.readouterr().out.split())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{DEFAULT_COLLECTION}`" in readme and f"`{DEMO_COLLECTION}`" in readme
+
+
+def test_cli_index_then_python_engine_share_the_default_collection(tmp_path: Path, photo_folder: Path) -> None:
+    from utilities.engine import ImageSearchEngine
+
+    uri = str(tmp_path / "shared.db")
+    done = run_cli("index", str(photo_folder), "--uri", uri, "--weights", "none")
+    assert done.returncode == 0, done.stderr
+    with ImageSearchEngine(uri=uri, weights=None, progress=False) as engine:
+        assert engine.count() == 10

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import imagenette_files
+from tests.conftest import class_photos
 from utilities.embeddings import (
     ResNet50Embedder,
     _bucket,
@@ -19,7 +19,7 @@ from utilities.images import decode_for_model
 
 @pytest.fixture(scope="module")
 def photos() -> np.ndarray:
-    return np.stack([decode_for_model(p) for p in imagenette_files(1)])
+    return np.stack([decode_for_model(p) for p in class_photos(1)])
 
 
 def test_in_graph_preprocessing_matches_keras_preprocess_input(embedder, photos: np.ndarray) -> None:

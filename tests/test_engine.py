@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from utilities.catalog import load_mapping
 from utilities.engine import ImageSearchEngine
@@ -15,16 +16,16 @@ def test_end_to_end_with_the_facade(
     engine = ImageSearchEngine(uri=backend, collection_name=collection_name, embedder=embedder, progress=False)
     engine.create_collection(reset=True)
     try:
-        assert engine.embed_image(next(photo_folder.rglob("*.JPEG"))).shape == (2048,)
+        assert engine.embed_image(next(photo_folder.rglob("*.jpg"))).shape == (2048,)
         report = engine.index_folder(photo_folder)
         assert report.indexed == 10 and engine.count() == 10
         mapping = load_mapping(engine.mapping_path)
-        assert len(mapping) == 10 and set(mapping["path"]) == {stored_path(p) for p in photo_folder.rglob("*.JPEG")}
+        assert len(mapping) == 10 and set(mapping["path"]) == {stored_path(p) for p in photo_folder.rglob("*.jpg")}
         precomputed = np.random.default_rng(1).random((3, 2048), dtype=np.float32)
         engine.insert_vectors([f"/precomputed/{i}.jpg" for i in range(3)], precomputed)
         engine.insert_vectors([f"/precomputed/{i}.jpg" for i in range(3)], precomputed)
         assert engine.count() == 13
-        query = sorted(photo_folder.rglob("*.JPEG"))[5]
+        query = sorted(photo_folder.rglob("*.jpg"))[5]
         results = engine.search(query, top_k=3)
         assert results.loc[0, "path"] == stored_path(query)
         copied = engine.copy_results(results, tmp_path / "nearest")
@@ -34,8 +35,8 @@ def test_end_to_end_with_the_facade(
             tmp_path / "plot.png"
         ).stat().st_size > 1000 and figure._suptitle.get_text() == "ResNet50, random weights (seed 0)"
     finally:
-        engine.store.drop()
-        engine.store.close()
+        assert engine.drop() is True
+        engine.close()
         engine.mapping_path.unlink(missing_ok=True)
 
 
@@ -44,15 +45,13 @@ def test_failures_are_written_beside_the_mapping(tmp_path: Path, embedder) -> No
 
     folder = tmp_path / "mixed"
     make_bad_files(folder)
-    engine = ImageSearchEngine(uri=str(tmp_path / "m.db"), collection_name="mixed", embedder=embedder, progress=False)
-    try:
+    with ImageSearchEngine(uri=str(tmp_path / "m.db"), collection_name="mixed", embedder=embedder) as engine:
+        engine.progress = False
         report = engine.index_folder(folder)
         assert report.indexed == 0 and len(report.failed) == 6
         lines = engine.failures_path.read_text(encoding="utf-8").splitlines()
         assert lines[0] == "path,reason" and len(lines) == 7
         assert engine.failures_path.parent == engine.mapping_path.parent
-    finally:
-        engine.store.close()
 
 
 def test_second_process_indexing_a_busy_lite_file_gets_a_clear_error_and_corrupts_nothing(
@@ -81,3 +80,55 @@ def test_second_process_indexing_a_busy_lite_file_gets_a_clear_error_and_corrupt
         assert reopened.search(vectors[1:2], top_k=1)[0][0]["entity"]["path"] == "/busy/b.jpg"
     finally:
         reopened.close()
+
+
+def test_metric_is_honoured_for_a_new_collection_and_checked_on_an_existing_one(
+    backend: str, collection_name: str, embedder
+) -> None:
+    from utilities.errors import CollectionMismatchError
+
+    with ImageSearchEngine(uri=backend, collection_name=collection_name, embedder=embedder, metric="L2") as engine:
+        engine.insert_vectors(["/l2/a.jpg"], np.ones((1, 2048), np.float32))
+        assert engine.store.metric == "L2"
+        try:
+            with ImageSearchEngine(uri=backend, collection_name=collection_name, embedder=embedder) as default:
+                assert default.count() == 1  # no metric given: the existing one is used
+            if backend.endswith(".db"):
+                engine.close()  # a Lite file serves one connection at a time in this test
+            with pytest.raises(CollectionMismatchError, match="metric L2, not COSINE"):
+                ImageSearchEngine(
+                    uri=backend, collection_name=collection_name, embedder=embedder, metric="cosine"
+                ).count()
+        finally:
+            assert engine.drop() is True
+
+
+def test_reading_never_creates_a_collection(backend: str, collection_name: str, embedder, photo_folder: Path) -> None:
+    from utilities.errors import CollectionNotFoundError
+    from utilities.milvus_store import ImageCollection
+
+    with ImageSearchEngine(uri=backend, collection_name=collection_name, embedder=embedder, progress=False) as engine:
+        query = next(photo_folder.rglob("*.jpg"))
+        for read in (engine.count, engine.mapping, lambda: engine.search(query), lambda: engine.create_index("FLAT")):
+            with pytest.raises(CollectionNotFoundError, match="index a folder first"):
+                read()
+        assert engine.drop() is False
+    store = ImageCollection.open(backend, name=f"{collection_name}_probe", dimension=4)
+    try:
+        assert collection_name not in store.client.list_collections()
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_engine_closes_drops_and_reopens(tmp_path: Path, embedder, photo_folder: Path) -> None:
+    uri = str(tmp_path / "cycle.db")
+    with ImageSearchEngine(uri=uri, collection_name="cycle", embedder=embedder, progress=False) as engine:
+        assert engine.index_folder(photo_folder).indexed == 10
+    with ImageSearchEngine(uri=uri, collection_name="cycle", embedder=embedder, progress=False) as again:
+        assert again.count() == 10  # the first one let go of the Lite file
+        assert again.drop() is True
+        with pytest.raises(Exception, match="index a folder first"):
+            again.count()
+        assert again.index_folder(photo_folder).indexed == 10  # writing creates it anew
+        assert again.count() == 10

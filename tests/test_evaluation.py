@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import IMAGENETTE
+from tests.conftest import PHOTOS
 from utilities.cli import main
 from utilities.evaluation import average_precision, evaluate, split_labelled
 
@@ -23,13 +23,13 @@ def test_standard_and_towhee_map_differ_where_they_should() -> None:
 
 
 def test_split_keeps_queries_out_of_the_database() -> None:
-    database, queries = split_labelled(IMAGENETTE, 3, 1)
+    database, queries = split_labelled(PHOTOS, 3, 1)
     assert len(database) == 30 and len(queries) == 10
     assert not set(database) & set(queries)
 
 
 def test_evaluate_reports_every_metric(backend: str, embedder) -> None:
-    report = evaluate(IMAGENETTE, embedder, uri=backend, database_per_class=3, queries_per_class=1, top_k=5)
+    report = evaluate(PHOTOS, embedder, uri=backend, database_per_class=3, queries_per_class=1, top_k=5)
     assert (report.database_images, report.queries, report.classes, report.top_k) == (30, 10, 10, 5)
     assert report.self_retrieval == 1.0
     assert report.index_recall_vs_exact == 1.0  # FLAT is exact
@@ -43,7 +43,7 @@ def test_evaluate_command_prints_json(tmp_path, capsys: pytest.CaptureFixture) -
     code = main(
         [
             "evaluate",
-            str(IMAGENETTE),
+            str(PHOTOS),
             "--weights",
             "none",
             "--per-class",

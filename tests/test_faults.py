@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import cli_process, imagenette_files, run_cli
+from tests.conftest import class_photos, cli_process, run_cli
 from tests.milvus_server import PrivateMilvusServer
 from utilities.catalog import mapping_from_collection, verify_mapping
 from utilities.engine import ImageSearchEngine
@@ -55,7 +55,7 @@ def running(private_server: PrivateMilvusServer) -> PrivateMilvusServer:
 def photos(tmp_path: Path, per_class: int) -> Path:
     folder = tmp_path / "photos"
     folder.mkdir()
-    for source in imagenette_files(per_class):
+    for source in class_photos(per_class):
         shutil.copy2(source, folder / source.name)
     return folder
 

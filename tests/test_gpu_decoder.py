@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import imagenette_files
+from tests.conftest import class_photos
 from tests.images_factory import exif_rotated_jpeg, gradient, make_bad_files, make_odd_good_files
 from utilities.errors import ImageSearchError
 from utilities.gpu_decoder import GpuJpegDecoder, centre_square, exif_orientation, is_plain_jpeg
@@ -57,7 +57,7 @@ def test_exif_reader_survives_garbage() -> None:
 
 def test_only_upright_jpegs_go_to_the_gpu(tmp_path: Path) -> None:
     exif_rotated_jpeg(tmp_path / "rotated.jpg")
-    assert is_plain_jpeg(imagenette_files(1)[0].read_bytes())
+    assert is_plain_jpeg(class_photos(1)[0].read_bytes())
     assert not is_plain_jpeg((tmp_path / "rotated.jpg").read_bytes())
     good = make_odd_good_files(tmp_path / "odd")
     assert not is_plain_jpeg(good["png_named_jpg"].read_bytes())
@@ -78,7 +78,7 @@ def test_missing_torch_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ImageSearchError, match="decoder='gpu' needs PyTorch and torchvision.*decoder='process'"):
         GpuJpegDecoder()
     with pytest.raises(ImageSearchError, match="needs PyTorch"):
-        list(iter_decoded_batches(imagenette_files(1)[:2], 2, decoder="gpu"))
+        list(iter_decoded_batches(class_photos(1)[:2], 2, decoder="gpu"))
 
 
 class _PillowStandIn(GpuJpegDecoder):
@@ -101,7 +101,7 @@ class _PillowStandIn(GpuJpegDecoder):
 
 
 def test_files_nvjpeg_cannot_take_go_through_the_cpu_path(tmp_path: Path) -> None:
-    photos = imagenette_files(1)[:2]
+    photos = class_photos(1)[:2]
     good = make_odd_good_files(tmp_path / "odd")
     bad = make_bad_files(tmp_path / "bad")
     paths = [photos[0], good["png_named_jpg"], bad["truncated"], good["exif"], bad["empty"], good["cmyk"], photos[1]]
@@ -125,10 +125,10 @@ def test_a_file_nvjpeg_fails_on_is_decoded_by_the_cpu_path(tmp_path: Path) -> No
         def _decode_jpegs(self, jpegs: list[bytes]) -> list[np.ndarray | None]:
             return [None for _ in jpegs]
 
-    kept, images, failures = _RefusesAll().decode([cmyk, imagenette_files(1)[0]])
+    kept, images, failures = _RefusesAll().decode([cmyk, class_photos(1)[0]])
     assert kept == [0, 1] and not failures
     np.testing.assert_array_equal(images[0], decode_for_model(cmyk))
-    np.testing.assert_array_equal(images[1], decode_for_model(imagenette_files(1)[0]))
+    np.testing.assert_array_equal(images[1], decode_for_model(class_photos(1)[0]))
 
 
 def test_unreadable_paths_are_reported_not_raised(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_model_input_is_centre_crop_of_short_side() -> None:
 def test_real_photo_decodes_to_model_input() -> None:
     from tests.conftest import SAMPLES
 
-    path = sorted(SAMPLES.glob("*.JPEG"))[0]
+    path = sorted(SAMPLES.glob("*.jpg"))[0]
     array = decode_for_model(path)
     assert array.dtype == np.uint8 and array.shape == (224, 224, 3) and array.std() > 5
 
@@ -104,7 +104,7 @@ def test_real_photo_decodes_to_model_input() -> None:
 def test_draft_decode_is_close_to_full_decode() -> None:
     from tests.conftest import SAMPLES
 
-    path = max(SAMPLES.glob("*.JPEG"), key=lambda p: p.stat().st_size)
+    path = max(SAMPLES.glob("*.jpg"), key=lambda p: p.stat().st_size)
     full = to_model_input(load_image(path), 224).astype(float)
     fast = decode_for_model(path, 224).astype(float)
     assert np.abs(full - fast).mean() < 6.0

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,46 @@ def test_concurrent_search_load_has_no_errors_and_stable_latency(store: ImageCol
         f"p50 of the first 1000 {first:.1f} ms, of the last 1000 {last:.1f} ms"
     )
     assert last < 3 * first + 5, "latency grew during the run"
+
+
+def test_milvus_lite_import_failure_says_what_failed_and_how_to_fix_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "milvus_lite", None)  # what Python does for a package that cannot load
+    with pytest.raises(MilvusUnavailableError) as caught:
+        ImageCollection.open(str(tmp_path / "lite.db"), name="x", dimension=4)
+    message = str(caught.value)
+    assert "Milvus Lite could not be imported" in message and "pip install 'milvus-lite" in message
+    assert "another process" not in message and "other than this package" not in message
+
+
+def test_milvus_lite_works_without_pkg_resources(tmp_path: Path) -> None:
+    """setuptools 81+ (pulled in by TensorFlow) and fresh 3.12+ venvs have no pkg_resources."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['pkg_resources'] = None\n"  # as if setuptools had none
+        "from utilities.milvus_store import ImageCollection\n"
+        f"store = ImageCollection.open({str(tmp_path / 'no_pkg.db')!r}, name='p', dimension=4)\n"
+        "store.insert(['/a.jpg'], [[1, 0, 0, 0]]); print('count', store.count())\n"
+        "import milvus_lite; print('version', milvus_lite.__version__)\n"
+        "print('pkg_resources', sys.modules.get('pkg_resources'))\n"
+        "store.close()\n"
+    )
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "count 1" in lines and "pkg_resources None" in lines
+    assert next(line for line in lines if line.startswith("version ")).split()[1][0].isdigit()

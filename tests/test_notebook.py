@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import IMAGENETTE, ROOT, SAMPLES
+from tests.conftest import PHOTOS, ROOT, SAMPLES
 
 NOTEBOOK = ROOT / "notebooks" / "1_End_to_End_Milvus_Image_Similarity_Example.ipynb"
 
@@ -31,11 +31,11 @@ def inject_parameters(notebook: nbformat.NotebookNode, values: dict[str, object]
 @pytest.mark.slow
 def test_notebook_runs_offline_top_to_bottom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    query = sorted(SAMPLES.glob("n01440764*.JPEG"))[0]  # a tench photo outside imagenette-val
+    query = SAMPLES / "cat.jpg"  # the whole photo whose crops make the "cat" class: not in the collection
     inject_parameters(
         notebook,
         {
-            "IMAGE_FOLDER": str(IMAGENETTE),
+            "IMAGE_FOLDER": str(PHOTOS),
             "PER_CLASS": 3,
             "QUERY_IMAGE": str(query),
             "WEIGHTS": None,
@@ -62,6 +62,6 @@ def test_notebook_runs_offline_top_to_bottom(tmp_path: Path, monkeypatch: pytest
     )
     assert "(2048,)" in outputs and "(30, 2048)" in outputs
     assert (tmp_path / "figure.png").stat().st_size > 10_000
-    assert len(list((tmp_path / "results" / "nearest").glob("*.JPEG"))) == 4
+    assert len(list((tmp_path / "results" / "nearest").glob("*.jpg"))) == 4
     assert ("vectors on http" in outputs) == bool(server)
     nbformat.write(notebook, tmp_path / "executed.ipynb")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, imagenette_files
+from tests.conftest import ROOT, class_photos
 from tests.images_factory import make_bad_files, make_odd_good_files
 from utilities.embeddings import embedder_from_callable
 from utilities.errors import CollectionMismatchError
@@ -48,7 +48,7 @@ def test_index_then_reindex_adds_nothing(store: ImageCollection, embedder, photo
 
 def test_only_new_files_are_embedded(store: ImageCollection, embedder, photo_folder: Path) -> None:
     index_folder(photo_folder, store, embedder, progress=False)
-    extra = imagenette_files(2)[1::2][:2]
+    extra = class_photos(2)[1::2][:2]
     for source in extra:
         shutil.copy2(source, photo_folder / f"new_{source.name}")
     counting = CountingEmbedder(embedder)
@@ -61,7 +61,7 @@ def test_indexed_image_is_its_own_nearest(store: ImageCollection, embedder, phot
     from utilities.search import search_images
 
     index_folder(photo_folder, store, embedder, progress=False)
-    query = sorted(photo_folder.rglob("*.JPEG"))[4]
+    query = sorted(photo_folder.rglob("*.jpg"))[4]
     results = search_images(store, query, embedder, top_k=3)
     assert results.loc[0, "path"] == stored_path(query)
     assert results.loc[0, "distance"] < 1e-4
@@ -106,7 +106,7 @@ def test_any_embedder_works(backend: str, collection_name: str, photo_folder: Pa
 
 
 def test_embed_paths_keeps_vectors_aligned_with_paths(embedder, tmp_path: Path) -> None:
-    photos = imagenette_files(1)[:3]
+    photos = class_photos(1)[:3]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"nope")
     mixed = [photos[0], broken, photos[1], photos[2]]
@@ -175,7 +175,7 @@ def test_killed_runs_resume_with_each_image_once(
 ) -> None:
     """SIGKILL the indexing process three times at random points, then finish: every image exactly once."""
     folder = tmp_path / "many"
-    for source in imagenette_files(2):
+    for source in class_photos(2):
         shutil.copy2(source, folder.mkdir(exist_ok=True) or folder / source.name)
     total = len(list(folder.iterdir()))
     uri, name = store.target.uri, store.name
@@ -219,9 +219,9 @@ def stored_vector(store: ImageCollection, path: Path) -> np.ndarray:
 
 def test_changed_file_is_embedded_again_in_place(store: ImageCollection, embedder, photo_folder: Path) -> None:
     index_folder(photo_folder, store, embedder, progress=False)
-    target = sorted(photo_folder.rglob("*.JPEG"))[0]
+    target = sorted(photo_folder.rglob("*.jpg"))[0]
     before = stored_vector(store, target)
-    replacement = imagenette_files(2)[1]  # another photo of the same class
+    replacement = class_photos(2)[1]  # another photo of the same class
     shutil.copyfile(replacement, target)
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
     report = index_folder(photo_folder, store, embedder, progress=False)
@@ -232,7 +232,7 @@ def test_changed_file_is_embedded_again_in_place(store: ImageCollection, embedde
 
 def test_prune_removes_rows_of_deleted_files(store: ImageCollection, embedder, photo_folder: Path) -> None:
     index_folder(photo_folder, store, embedder, progress=False)
-    victim = sorted(photo_folder.rglob("*.JPEG"))[3]
+    victim = sorted(photo_folder.rglob("*.jpg"))[3]
     victim.unlink()
     kept = index_folder(photo_folder, store, embedder, progress=False)
     assert kept.removed == 0 and store.count() == 10  # without prune nothing is deleted
@@ -244,7 +244,7 @@ def test_prune_removes_rows_of_deleted_files(store: ImageCollection, embedder, p
 
 def test_moved_folder_is_not_embedded_again(store: ImageCollection, embedder, photo_folder: Path) -> None:
     index_folder(photo_folder, store, embedder, progress=False)
-    target = sorted(photo_folder.rglob("*.JPEG"))[2]
+    target = sorted(photo_folder.rglob("*.jpg"))[2]
     before = stored_vector(store, target)
     moved_root = photo_folder.parent / "renamed_photos"
     photo_folder.rename(moved_root)

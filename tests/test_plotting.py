@@ -11,13 +11,13 @@ from utilities.plotting import plot_results
 
 
 def results_for(k: int) -> pd.DataFrame:
-    paths = [str(p) for p in sorted(SAMPLES.glob("*.JPEG"))[:k]]
+    paths = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))[:k]]
     return pd.DataFrame({"rank": range(1, k + 1), "path": paths, "distance": [i / 10 for i in range(k)]})
 
 
 @pytest.mark.parametrize("k", [3, 8])
 def test_query_and_k_neighbours_are_drawn_with_rank_and_distance(k: int, tmp_path: Path) -> None:
-    query = sorted(SAMPLES.glob("*.JPEG"))[-1]
+    query = sorted(SAMPLES.glob("*.jpg"))[-1]
     outfile = tmp_path / "plots" / f"k{k}.png"
     figure = plot_results(query, results_for(k), outfile=outfile, title="random weights")
     titles = [axis.get_title() for axis in figure.axes]

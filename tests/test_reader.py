@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import imagenette_files
+from tests.conftest import class_photos
 from utilities.reader import default_workers, iter_decoded_batches
 
 
 @pytest.fixture
 def mixed_paths(tmp_path: Path) -> list[Path]:
-    photos = imagenette_files(1)[:7]
+    photos = class_photos(1)[:7]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     return photos[:3] + [broken] + photos[3:]

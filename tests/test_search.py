@@ -15,7 +15,7 @@ from utilities.search import hits_to_frame, search_images
 @pytest.fixture
 def indexed(store: ImageCollection, embedder, photo_folder: Path) -> tuple[ImageCollection, list[Path]]:
     index_folder(photo_folder, store, embedder, progress=False)
-    return store, sorted(photo_folder.rglob("*.JPEG"))
+    return store, sorted(photo_folder.rglob("*.jpg"))
 
 
 def test_search_by_path_pil_and_vector_agree(indexed, embedder) -> None:

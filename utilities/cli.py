@@ -43,12 +43,13 @@ def _positive(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command."""
+def _common_options(collection: str = DEFAULT_COLLECTION) -> argparse.ArgumentParser:
+    """Options every command takes. A new parent per command: argparse shares a parent's option
+    objects between the commands built from it, so one command's `set_defaults` would change all."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--uri", help=f"Milvus Lite file or server URI (default: $MILVUS_URI or {DEFAULT_LITE_PATH})")
     common.add_argument("--token", help="server token (default: $MILVUS_TOKEN)")
-    common.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: %(default)s)")
+    common.add_argument("--collection", default=collection, help="collection name (default: %(default)s)")
     common.add_argument(
         "--retry-seconds",
         type=float,
@@ -56,50 +57,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to keep retrying while a server does not answer (default: 60; 0: fail at once)",
     )
     common.add_argument("-v", "--verbose", action="store_true", help="log details")
+    return common
+
+
+def _model_options() -> argparse.ArgumentParser:
+    """Options of the commands that embed images."""
+    from utilities.reader import DECODERS
+
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
     model.add_argument("--batch-size", type=_positive, default=32, help="images per model call")
-    from utilities.reader import DECODERS
-
     model.add_argument(
         "--decoder",
         choices=DECODERS,
         help="how to decode images: CPU threads, CPU processes, or nvJPEG on a CUDA GPU (needs torchvision); "
         "default: processes with 8+ cores, else threads",
     )
+    return model
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    model = _model_options()
     parser = argparse.ArgumentParser(prog="python -m utilities", description="Image similarity search with Milvus.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    index = commands.add_parser("index", parents=[common, model], help="embed and insert new images of a folder")
+    index = commands.add_parser(
+        "index", parents=[_common_options(), model], help="embed and insert new images of a folder"
+    )
     index.add_argument("folder", type=Path)
     index.add_argument("--shard", type=_shard, help="index only part I of N disjoint parts (for N machines)")
     index.add_argument("--failures", type=Path, help="write failed files and reasons to this CSV")
     index.add_argument("--prune", action="store_true", help="delete rows of files that are gone from FOLDER")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    search = commands.add_parser("search", parents=[common, model], help="find the images most like IMAGE")
+    search = commands.add_parser("search", parents=[_common_options(), model], help="find the images most like IMAGE")
     search.add_argument("image", type=Path)
     search.add_argument("--top-k", type=_positive, default=5)
     search.add_argument("--copy-to", type=Path, help="copy the result files into this folder")
     search.add_argument("--plot", type=Path, help="save a figure of the query and its results (PNG)")
     search.add_argument("--json", action="store_true", help="print the results as JSON")
 
-    info = commands.add_parser("info", parents=[common], help="backend, collection, count, dimension, index")
+    info = commands.add_parser("info", parents=[_common_options()], help="backend, collection, count, dimension, index")
     info.add_argument("--json", action="store_true")
 
-    export = commands.add_parser("export-mapping", parents=[common], help="write the id-to-path mapping (csv/parquet)")
+    export = commands.add_parser(
+        "export-mapping", parents=[_common_options()], help="write the id-to-path mapping (csv/parquet)"
+    )
     export.add_argument("file", type=Path)
 
-    verify = commands.add_parser("verify", parents=[common], help="check the saved mapping file against the collection")
+    verify = commands.add_parser(
+        "verify", parents=[_common_options()], help="check the saved mapping file against the collection"
+    )
     verify.add_argument("--mapping", type=Path, help="mapping file (default: the one beside the collection)")
     verify.add_argument("--repair", action="store_true", help="rewrite the mapping from the collection if they differ")
 
-    drop = commands.add_parser("drop", parents=[common], help="drop the collection (asks first)")
+    drop = commands.add_parser("drop", parents=[_common_options()], help="drop the collection (asks first)")
     drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     evaluate = commands.add_parser(
-        "evaluate", parents=[common, model], help="retrieval quality on a labelled folder (class sub-folders)"
+        "evaluate",
+        parents=[_common_options(), model],
+        help="retrieval quality on a labelled folder (class sub-folders)",
     )
     evaluate.add_argument("folder", type=Path)
     evaluate.add_argument("--per-class", type=_positive, default=20, help="database images per class")
@@ -108,13 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--index", default="FLAT", help="FLAT, IVF_FLAT or HNSW (server)")
     evaluate.add_argument("--json", action="store_true")
 
-    demo = commands.add_parser("demo", parents=[common, model], help="index a small photo set and search it")
+    demo = commands.add_parser(
+        "demo", parents=[_common_options(DEMO_COLLECTION), model], help="index a small photo set and search it"
+    )
     demo.add_argument("--images", type=Path, help="use this folder (class sub-folders) instead of downloading")
     demo.add_argument("--output", type=Path, default=Path("results") / "demo", help="where plots and copies go")
     demo.add_argument("--per-class", type=_positive, default=20, help="database images per class")
     demo.add_argument("--queries", type=_positive, default=3, help="held-out query images")
     demo.add_argument("--top-k", type=_positive, default=5)
-    demo.set_defaults(collection=DEMO_COLLECTION)
     return parser
 
 

@@ -21,23 +21,30 @@ class DemoSummary:
         images_root: The photo folder used.
         plots: One figure per query.
         copies: One folder of copied results per query.
-        same_class_rate: Fraction of results in the query's class folder (precision@k by label).
+        same_class_rate: Fraction of results in the query's class folder (precision@k by label),
+            or None when no query was searched.
         weights: Which weights made the vectors.
+        classes: Number of class folders in the database (chance is 1 / classes).
     """
 
     report: IndexReport
     images_root: Path
     plots: list[Path] = field(default_factory=list)
     copies: list[Path] = field(default_factory=list)
-    same_class_rate: float = 0.0
+    same_class_rate: float | None = None
     weights: str = ""
+    classes: int = 0
 
     def __str__(self) -> str:
-        lines = [
-            str(self.report),
-            f"photos: {self.images_root}",
-            f"results in the query's class: {self.same_class_rate:.0%} ({self.weights}; chance is ~10%)",
-        ]
+        lines = [str(self.report), f"photos: {self.images_root}"]
+        if self.same_class_rate is None:
+            lines.append("no query was searched: no class folder had a photo left over to hold out")
+        else:
+            chance = f"; chance is ~{1 / self.classes:.0%}" if self.classes > 1 else ""
+            lines.append(
+                f"results in the query's class: {self.same_class_rate:.0%} over {len(self.plots)} queries "
+                f"({self.weights}{chance})"
+            )
         lines += [f"plot: {plot}   copies: {copy}" for plot, copy in zip(self.plots, self.copies, strict=True)]
         return "\n".join(lines)
 
@@ -46,8 +53,13 @@ def split_database_and_queries(root: Path, per_class: int, queries: int) -> tupl
     """Database images and held-out queries from a folder of class sub-folders.
 
     With `train/` and `val/` inside (Imagenette's layout) the database comes from
-    `train/` and the queries from `val/`; otherwise each class keeps its image after
-    the first `per_class` as a held-out query candidate.
+    `train/` and the queries from `val/`. Otherwise each class folder holds out one photo
+    as a query candidate: the one after its first `per_class`, or its last one when it has
+    `per_class` photos or fewer (a class of a single photo keeps it in the database). The
+    queries are then spread evenly over the candidates.
+
+    Raises:
+        FileNotFoundError: No images under `root`.
     """
     if (root / "train").is_dir() and (root / "val").is_dir():
         database = first_per_class(root / "train", per_class)
@@ -57,8 +69,9 @@ def split_database_and_queries(root: Path, per_class: int, queries: int) -> tupl
         database, pool = [], []
         for folder in classes:
             files = find_images(folder)
-            database += files[:per_class]
-            pool += files[per_class : per_class + 1]
+            kept = min(per_class, len(files) - 1) if len(files) > 1 else len(files)
+            database += files[:kept]
+            pool += files[kept : kept + 1]
     if not database:
         raise FileNotFoundError(f"no images found under {root}")
     step = max(1, len(pool) // max(queries, 1))
@@ -90,7 +103,12 @@ def run_demo(
     database, query_paths = split_database_and_queries(root, per_class, queries)
     report = engine.index_files(database)
     destination = Path(output)
-    summary = DemoSummary(report=report, images_root=root, weights=getattr(engine.embedder, "weights_label", ""))
+    summary = DemoSummary(
+        report=report,
+        images_root=root,
+        weights=getattr(engine.embedder, "weights_label", ""),
+        classes=len({path.parent for path in database}),
+    )
     matches = total = 0
     for number, query in enumerate(query_paths, start=1):
         results = engine.search(query, top_k=top_k)
@@ -100,5 +118,5 @@ def run_demo(
         engine.copy_results(results, summary.copies[-1], overwrite=True)
         matches += sum(Path(p).parent.name == query.parent.name for p in results["path"])
         total += len(results)
-    summary.same_class_rate = matches / total if total else 0.0
+    summary.same_class_rate = matches / total if total else None
     return summary

@@ -2,7 +2,8 @@
 
 It holds a collection and an embedder (both created lazily) and offers a handful
 of verbs: `index_folder`, `search`, `plot`, `copy_results`, `count`, `mapping`,
-`create_index`, `insert_vectors`.
+`create_index`, `insert_vectors`, `drop`, `close`. Writing creates the collection;
+reading (`count`, `search`, `mapping`) never does: it says to index a folder first.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pandas as pd
 from utilities import catalog, files, pipeline, plotting, search
 from utilities.config import DEFAULT_COLLECTION, resolve_target
 from utilities.embeddings import Embedder, ResNet50Embedder
+from utilities.errors import CollectionNotFoundError
 from utilities.ids import path_id, stored_path
 from utilities.images import find_images
 from utilities.milvus_store import ImageCollection
@@ -37,7 +39,8 @@ class ImageSearchEngine:
         embedder: Any `Embedder`; by default a `ResNet50Embedder(weights)`.
         weights: ResNet50 weights when no embedder is given: `"imagenet"`, None
             (random) or a weights file.
-        metric: `COSINE` (default), `IP` or `L2`, for a new collection.
+        metric: `COSINE`, `IP` or `L2` for a new collection (None: `COSINE`); when given,
+            an existing collection must use it (`CollectionMismatchError` otherwise).
         batch_size: Images per model call.
         progress: Show tqdm progress bars.
         retry_seconds: How long a call keeps retrying while a server is unreachable
@@ -45,10 +48,13 @@ class ImageSearchEngine:
         decoder: How images are decoded: `"thread"`, `"process"` or `"gpu"` (nvJPEG, needs
             torchvision with CUDA); see `reader.iter_decoded_batches`. Default: by core count.
 
+    It is a context manager: leaving the `with` block closes the connection (and lets
+    another process open a Milvus Lite file).
+
     Example:
-        >>> engine = ImageSearchEngine(weights=None)  # doctest: +SKIP
-        >>> print(engine.index_folder("photos"))  # doctest: +SKIP
-        >>> engine.search("query.jpg", top_k=5)  # doctest: +SKIP
+        >>> with ImageSearchEngine(weights=None) as engine:  # doctest: +SKIP
+        ...     print(engine.index_folder("photos"))
+        ...     print(engine.search("query.jpg", top_k=5))
     """
 
     def __init__(
@@ -58,7 +64,7 @@ class ImageSearchEngine:
         collection_name: str = DEFAULT_COLLECTION,
         embedder: Embedder | None = None,
         weights: str | os.PathLike | None = "imagenet",
-        metric: str = "COSINE",
+        metric: str | None = None,
         batch_size: int = 32,
         progress: bool = True,
         retry_seconds: float | None = None,
@@ -68,12 +74,13 @@ class ImageSearchEngine:
         self.decoder = decoder
         self.retry_seconds = retry_seconds
         self.collection_name = collection_name
-        self.metric = metric
+        self.metric = metric.upper() if metric else None
         self.batch_size = batch_size
         self.progress = progress
         self._embedder = embedder
         self._weights = weights
         self._store: ImageCollection | None = None
+        self._dropped = False
 
     @property
     def embedder(self) -> Embedder:
@@ -84,34 +91,74 @@ class ImageSearchEngine:
 
     @property
     def store(self) -> ImageCollection:
-        """The collection, opened (and created if needed) on first use."""
-        if self._store is None:
-            self._store = self._open()
+        """The collection, opened on first use and created if it does not exist yet (for writing).
+
+        Reading methods (`count`, `search`, `mapping`) do not create it; see `open_existing`.
+        """
+        if self._store is None or self._dropped:
+            self._store = self._open(create=True)
+            self._dropped = False
         return self._store
 
     def _open(self, **options: Any) -> ImageCollection:
+        if self._store is not None:  # one connection per engine: reuse it (a Lite file allows one process)
+            self._store.ensure(dimension=self.embedder.dimension, metric=self.metric, **options)
+            return self._store
         return ImageCollection.open(
             self.target.uri,
             self.target.token,
             self.collection_name,
             dimension=self.embedder.dimension,
+            metric=self.metric,
             retry_seconds=self.retry_seconds,
             **options,
         )
 
     def open_existing(self) -> ImageCollection:
-        """Open the collection, which must exist already (for read-only work such as search).
+        """The collection, which must exist already (for read-only work such as search).
 
         Raises:
             CollectionNotFoundError: It does not exist; index a folder first.
         """
-        self._store = self._open(create=False)
+        if self._store is None or self._dropped:
+            self._store = self._open(create=False)
+            self._dropped = False
         return self._store
 
     def create_collection(self, reset: bool = False) -> ImageCollection:
         """Create the collection (or check the existing one); `reset` drops it first."""
-        self._store = self._open(metric=self.metric, reset=reset)
+        self._store = self._open(reset=reset)
+        self._dropped = False
         return self._store
+
+    def drop(self) -> bool:
+        """Drop the collection and all its rows; returns False if it did not exist.
+
+        The connection stays open: indexing again creates the collection anew.
+        """
+        try:
+            store = self.open_existing()
+        except CollectionNotFoundError:
+            return False
+        store.drop()
+        self._dropped = True
+        return True
+
+    def close(self) -> None:
+        """Close the connection (for Milvus Lite, also release the file for other processes).
+
+        The engine can be used again afterwards: the next call reconnects.
+        """
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._dropped = False
+
+    def __enter__(self) -> ImageSearchEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def embed_image(self, image: str | os.PathLike | Any) -> np.ndarray:
         """The vector of one image (path or PIL image), shape `(dimension,)`."""
@@ -185,21 +232,21 @@ class ImageSearchEngine:
 
     def count(self) -> int:
         """Exact number of stored images."""
-        return self.store.count()
+        return self.open_existing().count()
 
     def create_index(self, index_type: str = "HNSW", **params: int) -> dict[str, Any]:
-        """Build a vector index; see `ImageCollection.create_index`."""
-        return self.store.create_index(index_type, **params)
+        """Build a vector index on the existing collection; see `ImageCollection.create_index`."""
+        return self.open_existing().create_index(index_type, **params)
 
     def search(
         self, query: search.Query | Sequence[search.Query], top_k: int = 10, search_params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         """Nearest stored images; see `search.search_images`."""
-        return search.search_images(self.store, query, self.embedder, top_k, search_params)
+        return search.search_images(self.open_existing(), query, self.embedder, top_k, search_params)
 
     def mapping(self) -> pd.DataFrame:
         """The id-to-path mapping, read from the collection."""
-        return catalog.mapping_from_collection(self.store)
+        return catalog.mapping_from_collection(self.open_existing())
 
     @property
     def mapping_path(self) -> Path:

@@ -30,6 +30,7 @@ from utilities.errors import (
     MilvusUnavailableError,
 )
 from utilities.ids import path_id
+from utilities.lite_import import import_milvus_lite
 from utilities.retry import RetryPolicy, call_with_retry, is_transient
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ def connect(
         >>> client, target = connect("db/milvus.db")  # doctest: +SKIP
     """
     target = resolve_target(uri, token)
+    if target.is_lite:
+        import_milvus_lite()  # before pymilvus tries: its own error would only say "milvus-lite is required"
     from pymilvus import MilvusClient
 
     if target.is_lite:
@@ -191,8 +194,8 @@ def _lock_lite_file(target: MilvusTarget, wait: float) -> Any:
 def _unavailable_message(target: MilvusTarget, error: Exception) -> str:
     if target.is_lite:
         return (
-            f"cannot open Milvus Lite file {target.uri!r}: {error}. Check that no other process "
-            "is using it (one process at a time; use a Milvus server to share it) and that its folder is writable."
+            f"cannot open Milvus Lite file {target.uri!r}: {error}. Check that its folder is writable, that it "
+            "is a Milvus Lite database, and that no program other than this package has it open."
         )
     reason = getattr(error, "message", None) or str(error)
     if _port_answers(target.uri):
