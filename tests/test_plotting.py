@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, class_photos
 from utilities.plotting import plot_results
 
 
 def results_for(k: int) -> pd.DataFrame:
-    paths = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))[:k]]
+    paths = [str(p) for p in class_photos(1)[:k]]
     return pd.DataFrame({"rank": range(1, k + 1), "path": paths, "distance": [i / 10 for i in range(k)]})
 
 
