@@ -72,3 +72,47 @@ def test_errors_that_are_not_transient_are_raised_at_once() -> None:
     with pytest.raises(MilvusException, match="invalid expression"):
         call_with_retry(refused, RetryPolicy(seconds=10), "test")
     assert calls == [1]
+
+
+def test_pymilvus_is_quieted_only_in_the_retrying_thread() -> None:
+    import logging
+    import threading
+
+    import pymilvus  # noqa: F401 - creates its loggers
+
+    source, parent = logging.getLogger("pymilvus.decorators"), logging.getLogger("pymilvus")
+    original, seen, attempts = parent.level, [], []
+    inside, proceed = threading.Event(), threading.Event()
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((threading.current_thread().name, record.getMessage()))
+
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise UNAVAILABLE
+        source.error("from the retrying thread")
+        inside.set()
+        proceed.wait(5)
+        return "ok"
+
+    handler = Keep()
+    parent.addHandler(handler)
+    parent.setLevel(logging.WARNING)  # the CLI, run in-process by other tests, quiets pymilvus
+    level = parent.level
+    try:
+        worker = threading.Thread(
+            target=lambda: call_with_retry(flaky, RetryPolicy(seconds=5, first_delay=0.01), "t"), name="retrying"
+        )
+        worker.start()
+        assert inside.wait(5)
+        source.error("from another thread, meanwhile")
+        assert parent.level == level  # nothing global changed
+        proceed.set()
+        worker.join(5)
+        source.error("after the retry")
+    finally:
+        parent.removeHandler(handler)
+        parent.setLevel(original)
+    assert seen == [("MainThread", "from another thread, meanwhile"), ("MainThread", "after the retry")]

@@ -11,12 +11,20 @@ Example:
     >>> report = engine.index_folder("my_photos/")  # doctest: +SKIP
     >>> engine.search("query.jpg", top_k=5)  # doctest: +SKIP
 
-Modules, one job each: `images` (find and decode), `embeddings` (models),
-`milvus_store` (everything that talks to Milvus), `catalog` (the id-to-path
-DataFrame), `reader` (parallel decoding in batches), `pipeline` (indexing a
-folder), `search` (queries to DataFrames), `plotting`, `files` (copying results),
-`engine` (the facade), `evaluation` (retrieval quality), `datasets` (downloads),
-`demo`, `cli`, `ids` (stable ids), `config` (URI and token resolution), `errors`.
+Modules, one job each:
+
+- images and models: `images` (find and decode), `reader` (parallel decoding in batches),
+  `gpu_decoder` (nvJPEG), `embeddings` (models);
+- Milvus: `milvus_connection` (client, Lite owner lock, retries, reconnecting),
+  `milvus_store` (`ImageCollection`: open, create, validate, drop), `collection_base`,
+  `collection_rows` (writes and reads), `collection_index` (index and searches),
+  `records` (`ImageRecord` and the field names), `lite_import`, `retry`, `chunks`;
+- indexing and searching: `pipeline` (indexing files), `index_report`, `hashing`,
+  `catalog` (the id-to-path DataFrame), `search` (queries to DataFrames), `plotting`,
+  `files` (copying results);
+- around them: `engine` (the facade), `evaluation` (retrieval quality), `splits`
+  (class-folder splits), `datasets` (downloads), `demo`, `cli`, `ids` (stable ids),
+  `config` (URI and token resolution), `locks`, `errors`.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ _EXPORTS = {
     "KerasEmbedder": "utilities.embeddings",
     "Embedder": "utilities.embeddings",
     "ImageCollection": "utilities.milvus_store",
-    "connect": "utilities.milvus_store",
+    "ImageRecord": "utilities.records",
+    "MilvusConnection": "utilities.milvus_connection",
+    "connect": "utilities.milvus_connection",
     "index_folder": "utilities.pipeline",
     "IndexReport": "utilities.pipeline",
     "search_images": "utilities.search",

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from utilities.config import MilvusTarget
-from utilities.milvus_store import ID_FIELD, MTIME_FIELD, PATH_FIELD, SIZE_FIELD, ImageCollection
+from utilities.locks import FileLock, lock_path_beside
+from utilities.milvus_store import ImageCollection
 
 MAPPING_COLUMNS = ["id", "path", "file_size", "mtime_ns"]
 
@@ -36,7 +37,9 @@ def mapping_from_collection(store: ImageCollection, batch_size: int = 1000) -> p
         >>> mapping_from_collection(store).head()  # doctest: +SKIP
     """
     rows = [
-        row for page in store.iter_rows((ID_FIELD, PATH_FIELD, SIZE_FIELD, MTIME_FIELD), batch_size) for row in page
+        (record.id, record.path, record.file_size, record.mtime_ns)
+        for page in store.iter_records(batch_size)
+        for record in page
     ]
     frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS)
     frame = frame.astype({"id": "int64", "path": "string", "file_size": "int64", "mtime_ns": "int64"})
@@ -82,26 +85,15 @@ def mapping_lock(path: str | os.PathLike) -> Iterator[None]:
 
     Two processes indexing shards of one folder into one server both rewrite the
     mapping when they finish; holding this lock from reading the collection to
-    writing the file means the last one to finish writes every row. Uses `flock` on
-    `.<name>.lock` beside it; where `fcntl` does not exist (Windows) it does nothing.
+    writing the file means the last one to finish writes every row. A `locks.FileLock`
+    (`flock`) on `.<name>.lock` beside it; on Windows it does nothing.
 
     Example:
         >>> with mapping_lock("db/images.mapping.csv"):  # doctest: +SKIP
         ...     save_mapping(mapping_from_collection(store), "db/images.mapping.csv")
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    with FileLock(lock_path_beside(path, ".lock")):
         yield
-        return
-    lock_path = Path(path).with_name(f".{Path(path).name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_mapping(path: str | os.PathLike) -> pd.DataFrame:

@@ -196,7 +196,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from utilities.config import resolve_target
-    from utilities.milvus_store import connect
+    from utilities.milvus_connection import connect
 
     target = resolve_target(args.uri, args.token)
     details: dict[str, Any] = {"backend": "Milvus Lite" if target.is_lite else "Milvus server", "uri": target.uri}

@@ -7,7 +7,6 @@ your own instead (every function that downloads takes one).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -19,7 +18,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from utilities.errors import ImageSearchError
+from utilities.hashing import digest_file
 from utilities.images import find_images
+from utilities.splits import class_folders, split_per_class
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,6 @@ IMAGENETTE_CLASSES = {
     "n03888257": "parachute",
 }
 """ImageNet class ids of Imagenette's folders and their names."""
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(url: str, target: Path, progress: bool) -> None:
@@ -119,7 +112,7 @@ def fetch_dataset(
     if not archive.exists():
         logger.info("downloading %s", dataset.url)
         _download(dataset.url, archive, progress)
-    actual = _md5(archive)
+    actual = digest_file(archive, "md5", usedforsecurity=False)
     if actual != dataset.md5:
         archive.unlink()
         raise ImageSearchError(
@@ -141,8 +134,6 @@ def first_per_class(folder: str | os.PathLike, per_class: int) -> list[Path]:
         >>> len(first_per_class("../shared/data/imagenette-val", 2))  # doctest: +SKIP
         20
     """
-    root = Path(folder)
-    classes = sorted(p for p in root.iterdir() if p.is_dir())
-    if not classes:
-        return find_images(root)[: per_class * 10]
-    return [path for cls in classes for path in find_images(cls)[:per_class]]
+    if not class_folders(folder):
+        return find_images(folder)[: per_class * 10]
+    return split_per_class(folder, per_class)[0]

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from utilities.datasets import fetch_dataset, first_per_class
-from utilities.images import find_images
 from utilities.pipeline import IndexReport
+from utilities.splits import split_per_class
 
 
 @dataclass
@@ -65,13 +65,7 @@ def split_database_and_queries(root: Path, per_class: int, queries: int) -> tupl
         database = first_per_class(root / "train", per_class)
         pool = first_per_class(root / "val", 1)
     else:
-        classes = sorted(p for p in root.iterdir() if p.is_dir()) or [root]
-        database, pool = [], []
-        for folder in classes:
-            files = find_images(folder)
-            kept = min(per_class, len(files) - 1) if len(files) > 1 else len(files)
-            database += files[:kept]
-            pool += files[kept : kept + 1]
+        database, pool = split_per_class(root, per_class, 1, hold_out_one=True)
     if not database:
         raise FileNotFoundError(f"no images found under {root}")
     step = max(1, len(pool) // max(queries, 1))

@@ -39,9 +39,9 @@ import pandas as pd
 
 from utilities.embeddings import Embedder
 from utilities.ids import path_id
-from utilities.images import find_images
 from utilities.milvus_store import ImageCollection
 from utilities.pipeline import embed_paths
+from utilities.splits import class_folders, split_per_class
 
 
 @dataclass
@@ -112,15 +112,9 @@ def split_labelled(
     folder: str | os.PathLike, database_per_class: int, queries_per_class: int
 ) -> tuple[list[Path], list[Path]]:
     """The first `database_per_class` images of each class folder, and the next `queries_per_class`."""
-    classes = sorted(p for p in Path(folder).iterdir() if p.is_dir())
-    if len(classes) < 2:
+    if len(class_folders(folder)) < 2:
         raise ValueError(f"{folder} needs at least two class sub-folders to evaluate retrieval")
-    database, queries = [], []
-    for class_folder in classes:
-        files = find_images(class_folder)
-        database += files[:database_per_class]
-        queries += files[database_per_class : database_per_class + queries_per_class]
-    return database, queries
+    return split_per_class(folder, database_per_class, queries_per_class)
 
 
 def _exact_top_k(database: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:

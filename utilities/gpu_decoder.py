@@ -117,7 +117,7 @@ class GpuJpegDecoder:
 
     Example:
         >>> decoder = GpuJpegDecoder()  # doctest: +SKIP
-        >>> images, failures = decoder.decode(paths)  # doctest: +SKIP
+        >>> kept, images, failures = decoder.decode(paths)  # doctest: +SKIP
     """
 
     def __init__(self, image_size: int = DEFAULT_IMAGE_SIZE, device: str = "cuda") -> None:

@@ -9,8 +9,6 @@ Embedding the next batch overlaps with writing the previous one.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 import os
 import time
@@ -24,97 +22,17 @@ from tqdm.auto import tqdm
 
 from utilities.embeddings import Embedder
 from utilities.errors import CollectionMismatchError
+from utilities.hashing import file_hash
 from utilities.ids import path_id, stored_path
 from utilities.images import find_images
-from utilities.milvus_store import (
-    HASH_FIELD,
-    ID_FIELD,
-    MTIME_FIELD,
-    PATH_FIELD,
-    SIZE_FIELD,
-    VECTOR_FIELD,
-    ImageCollection,
-)
+from utilities.index_report import IndexReport
+from utilities.milvus_store import ImageCollection
 from utilities.reader import LoadFailure, iter_decoded_batches
+from utilities.records import ImageRecord
+
+__all__ = ["EmbeddedImages", "IndexReport", "embed_paths", "index_folder", "index_paths", "shard_paths"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class IndexReport:
-    """What an indexing run did.
-
-    Attributes:
-        added: New files embedded (or given the vector of an identical file) and written.
-        updated: Files whose size or modification time changed: embedded again, their row replaced.
-        moved: Files found under a new path with the content of a row whose file is gone:
-            the row now has the new path, and nothing was embedded.
-        unchanged: Files already stored with the same size and modification time: skipped.
-        removed: Rows deleted because their file is gone (with `prune`).
-        failed: Files that could not be used, with reasons.
-        seconds: Wall time of the run.
-        collection: Collection name.
-    """
-
-    added: int = 0
-    updated: int = 0
-    moved: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    failed: list[LoadFailure] = field(default_factory=list)
-    seconds: float = 0.0
-    collection: str = ""
-
-    @property
-    def indexed(self) -> int:
-        """Rows written in this run: added + updated + moved."""
-        return self.added + self.updated + self.moved
-
-    @property
-    def already_present(self) -> int:
-        """Same as `unchanged`."""
-        return self.unchanged
-
-    @property
-    def total(self) -> int:
-        """Files considered: indexed + unchanged + failed."""
-        return self.indexed + self.unchanged + len(self.failed)
-
-    def as_dict(self) -> dict[str, object]:
-        """The counts and failures as plain data (for JSON)."""
-        return {
-            "collection": self.collection,
-            "indexed": self.indexed,
-            "added": self.added,
-            "updated": self.updated,
-            "moved": self.moved,
-            "unchanged": self.unchanged,
-            "already_present": self.unchanged,
-            "removed": self.removed,
-            "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
-            "seconds": round(self.seconds, 3),
-        }
-
-    def __str__(self) -> str:
-        lines = [
-            f"{self.collection}: indexed {self.indexed} (added {self.added}, updated {self.updated}, "
-            f"moved {self.moved}), already present {self.unchanged}, removed {self.removed}, "
-            f"failed {len(self.failed)} ({self.seconds:.1f} s)"
-        ]
-        lines += [f"  failed: {f.path}: {f.reason}" for f in self.failed[:20]]
-        if len(self.failed) > 20:
-            lines.append(f"  ... and {len(self.failed) - 20} more (see the failure report)")
-        return "\n".join(lines)
-
-    def write_failures(self, path: str | os.PathLike) -> Path:
-        """Write the failed files and reasons to a CSV file (`path`, `reason`)."""
-        destination = Path(path)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with destination.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "reason"])
-            writer.writerows((f.path, f.reason) for f in self.failed)
-        return destination
 
 
 @dataclass
@@ -182,21 +100,17 @@ def embed_paths(
     return EmbeddedImages(paths=kept, vectors=vectors, failures=failures)
 
 
-def file_hash(path: str) -> str:
-    """BLAKE2b-128 of a file's bytes, hex (empty string if it cannot be read)."""
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return ""
-    return digest.hexdigest()
-
-
 @dataclass
-class _Plan:
-    """Which files a run embeds, reuses, skips; with their stat results."""
+class Plan:
+    """What a run does with each file, decided before any decoding.
+
+    Attributes:
+        stats: `(size, mtime_ns)` of every file.
+        hashes: Content hashes computed so far (of the new files; each file is read once).
+        new: Files with no row yet: embedded, or given the vector of a stored copy.
+        changed: Files whose size or modification time differ from their row: embedded again.
+        unchanged: How many files match their row: skipped.
+    """
 
     stats: dict[str, tuple[int, int]]
     hashes: dict[str, str] = field(default_factory=dict)
@@ -204,57 +118,75 @@ class _Plan:
     changed: list[str] = field(default_factory=list)
     unchanged: int = 0
 
+    def record(self, path: str, vector: np.ndarray) -> ImageRecord:
+        """The row to write for `path` (hashing it now if the plan has not yet)."""
+        size, mtime_ns = self.stats.get(path, (0, 0))
+        digest = self.hashes.get(path) or file_hash(path)  # changed files were not hashed yet
+        return ImageRecord(path_id(path), path, size, mtime_ns, digest, vector)
 
-def _plan(unique: list[str], store: ImageCollection) -> _Plan:
-    plan = _Plan(stats={p: _file_stats(p) for p in unique})
-    stored = {int(r[ID_FIELD]): r for r in store.get([path_id(p) for p in unique], (ID_FIELD, SIZE_FIELD, MTIME_FIELD))}
-    for path in unique:
-        row = stored.get(path_id(path))
-        if row is None:
+
+def plan_run(paths: list[str], store: ImageCollection) -> Plan:
+    """Sort files into new, changed and unchanged by their rows' size and modification time."""
+    plan = Plan(stats={p: _file_stats(p) for p in paths})
+    stored = {record.id: record for record in store.records([path_id(p) for p in paths])}
+    for path in paths:
+        record = stored.get(path_id(path))
+        if record is None:
             plan.new.append(path)
-        elif (int(row[SIZE_FIELD]), int(row[MTIME_FIELD])) == plan.stats[path]:
+        elif record.stat == plan.stats[path]:
             plan.unchanged += 1
         else:
             plan.changed.append(path)
     return plan
 
 
-def _reuse_vectors(plan: _Plan, store: ImageCollection, report: IndexReport, current: set[int]) -> list[str]:
-    """Give new files whose content is already stored that row's vector; return the files left to embed."""
-    hashes = plan.hashes
-    hashes.update((path, file_hash(path)) for path in plan.new)  # kept for the write: each file is read once
-    fields = (ID_FIELD, PATH_FIELD, HASH_FIELD, VECTOR_FIELD)
-    by_hash = {row[HASH_FIELD]: row for row in store.rows_by_hash(list(hashes.values()), fields)}
-    reused = [path for path in plan.new if hashes[path] and hashes[path] in by_hash]
-    if not reused:
-        return plan.new
-    rows = [by_hash[hashes[path]] for path in reused]
-    store.insert(
-        reused,
-        np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32),
-        file_sizes=[plan.stats[p][0] for p in reused],
-        mtimes_ns=[plan.stats[p][1] for p in reused],
-        hashes=[hashes[p] for p in reused],
-    )
-    gone = {int(row[ID_FIELD]) for row in rows if not os.path.exists(row[PATH_FIELD])} - current
+def find_stored_copies(plan: Plan, store: ImageCollection) -> dict[str, ImageRecord]:
+    """For each new file whose content is already stored (under another path), that row, with its vector.
+
+    Hashes the new files (kept in `plan.hashes` for the write). Reads only.
+    """
+    plan.hashes.update((path, file_hash(path)) for path in plan.new)
+    by_hash = {record.content_hash: record for record in store.records_by_hash(list(plan.hashes.values()), True)}
+    return {path: by_hash[plan.hashes[path]] for path in plan.new if plan.hashes[path] in by_hash}
+
+
+def reuse_stored_vectors(
+    copies: dict[str, ImageRecord], plan: Plan, store: ImageCollection, current: set[int]
+) -> tuple[int, int]:
+    """Write each new file with its stored copy's vector, and delete the copies whose file is gone.
+
+    Args:
+        copies: From `find_stored_copies`.
+        plan: The run's plan (sizes, times and hashes of the new files).
+        store: The collection.
+        current: Ids of every file of this run (never deleted).
+
+    Returns:
+        `(added, moved)`: files that got a copy's vector, and among them those whose copy was
+        deleted because its file is gone (a moved or renamed file).
+    """
+    if not copies:
+        return 0, 0
+    store.write([plan.record(path, copy.vector) for path, copy in copies.items()])
+    gone = {copy.id for copy in copies.values() if not os.path.exists(copy.path)} - current
     store.delete(sorted(gone))
-    moved = sum(1 for row in rows if int(row[ID_FIELD]) in gone)
-    report.moved += moved
-    report.added += len(reused) - moved
-    taken = set(reused)
-    return [path for path in plan.new if path not in taken]
+    moved = sum(1 for copy in copies.values() if copy.id in gone)
+    return len(copies) - moved, moved
 
 
-def _prune(store: ImageCollection, root: str | os.PathLike, current: set[int]) -> int:
+def write_embedded(store: ImageCollection, plan: Plan, paths: list[str], vectors: np.ndarray) -> int:
+    """Upsert a batch of freshly embedded files (in the writer thread: changed files are hashed here)."""
+    return store.write([plan.record(path, vector) for path, vector in zip(paths, vectors, strict=True)])
+
+
+def prune_missing(store: ImageCollection, root: str | os.PathLike, current: set[int]) -> int:
     """Delete rows under `root` whose file no longer exists; return how many."""
     prefix = stored_path(root).rstrip("/") + "/"
     stale = [
-        int(row[ID_FIELD])
-        for page in store.iter_rows((ID_FIELD, PATH_FIELD))
-        for row in page
-        if str(row[PATH_FIELD]).startswith(prefix)
-        and int(row[ID_FIELD]) not in current
-        and not os.path.lexists(row[PATH_FIELD])
+        record.id
+        for page in store.iter_records()
+        for record in page
+        if record.path.startswith(prefix) and record.id not in current and not os.path.lexists(record.path)
     ]
     store.delete(stale)
     return len(stale)
@@ -302,9 +234,11 @@ def index_paths(
         )
     unique = list(dict.fromkeys(stored_path(p) for p in paths))
     current = {path_id(p) for p in unique}
-    plan = _plan(unique, store)
+    plan = plan_run(unique, store)
     report = IndexReport(unchanged=plan.unchanged, collection=store.name)
-    to_embed = _reuse_vectors(plan, store, report, current) + plan.changed
+    copies = find_stored_copies(plan, store)
+    report.added, report.moved = reuse_stored_vectors(copies, plan, store, current)
+    to_embed = [path for path in plan.new if path not in copies] + plan.changed
     changed = set(plan.changed)
     logger.info("%d files: %d unchanged, %d to embed", len(unique), plan.unchanged, len(to_embed))
     with (
@@ -321,14 +255,14 @@ def index_paths(
                 for done in pending:
                     done.result()
                 names = [p.as_posix() for p in batch.paths]
-                pending = [writer.submit(_write_batch, store, names, vectors, plan)]
+                pending = [writer.submit(write_embedded, store, plan, names, vectors)]
                 report.updated += sum(1 for name in names if name in changed)
                 report.added += sum(1 for name in names if name not in changed)
             bar.update(len(batch.paths) + len(batch.failures))
         for done in pending:
             done.result()
     if prune_root is not None:
-        report.removed = _prune(store, prune_root, current)
+        report.removed = prune_missing(store, prune_root, current)
     # No flush: rows are durable in Milvus' write-ahead log and visible to Strong and Session
     # reads at once; a flush per run only made small segments and cost ~3 s on the server.
     report.seconds = time.perf_counter() - started
@@ -355,17 +289,6 @@ def shard_paths(paths: Sequence[str | os.PathLike], index: int, count: int) -> l
     if not 1 <= index <= count:
         raise ValueError(f"shard {index}/{count} is out of range: use I/N with 1 <= I <= N")
     return [Path(p) for p in paths if path_id(stored_path(p)) % count == index - 1]
-
-
-def _write_batch(store: ImageCollection, paths: list[str], vectors: np.ndarray, plan: _Plan) -> int:
-    return store.insert(
-        paths,
-        vectors,
-        file_sizes=[plan.stats.get(p, (0, 0))[0] for p in paths],
-        mtimes_ns=[plan.stats.get(p, (0, 0))[1] for p in paths],
-        hashes=[plan.hashes.get(p) or file_hash(p) for p in paths],  # changed files were not hashed yet
-        upsert=True,
-    )
 
 
 def index_folder(

@@ -119,15 +119,6 @@ def _decode_into(
         memory.close()
 
 
-def _executor(decoder: str, workers: int) -> Executor:
-    if decoder == "thread":
-        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-    if decoder == "process":
-        # spawn: never fork a process that runs TensorFlow/JAX threads
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
-
-
 class _Slots:
     """Shared-memory buffers, one per batch in flight, that worker processes decode into."""
 
@@ -181,53 +172,133 @@ def iter_decoded_batches(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     kind = decoder or default_decoder()
+    if kind not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {kind!r}")
     count = workers or default_workers(kind)
     if kind == "gpu":
         yield from _iter_gpu_batches(paths, batch_size, image_size, count, prefetch_batches)
         return
-    chunk = max(1, -(-batch_size // count))
-    source = iter(Path(p) for p in paths)
-    # A view handed out must survive until the next batch is asked for: one more slot than in flight.
-    slot_count = prefetch_batches + 1 + int(reuse_buffers)
-    slots = _Slots(slot_count, batch_size, image_size) if kind == "process" else None
-    try:
-        with _executor(kind, count) as pool:
-            pending: deque[tuple[list[Path], Future]] = deque()
-            submitted = 0
+    batcher: _PoolBatcher
+    if kind == "process":
+        batcher = _SharedMemoryBatcher(paths, batch_size, image_size, count, prefetch_batches, reuse_buffers)
+    else:
+        batcher = _ThreadBatcher(paths, batch_size, image_size, count, prefetch_batches)
+    yield from batcher
 
-            def submit_batch() -> int:
-                nonlocal submitted
-                batch = list(islice(source, batch_size))
-                slot = submitted % slot_count
-                for start in range(0, len(batch), chunk):
-                    part = batch[start : start + chunk]
-                    if slots is None:
-                        future = pool.submit(_decode_chunk, part, image_size)
-                    else:
-                        future = pool.submit(
-                            _decode_into, slots.memory.name, slots.shape, slot, start, part, image_size
-                        )
-                    pending.append((part, future))
-                submitted += bool(batch)
-                return len(batch)
 
-            sizes = deque(size for size in (submit_batch() for _ in range(prefetch_batches + 1)) if size)
-            consumed = 0
-            while sizes:
-                size = sizes.popleft()
-                parts = []
-                while size > sum(len(part) for part, _ in parts):
-                    parts.append(pending.popleft())
-                slot_view = None if slots is None else slots.array[consumed % slot_count]
-                batch = _collect(parts, image_size, slot_view, share=reuse_buffers)
-                consumed += 1
-                next_size = submit_batch()
-                if next_size:
-                    sizes.append(next_size)
+@dataclass
+class _BatchInFlight:
+    """One batch being decoded: its chunks (files and the future of their results) and its slot."""
+
+    chunks: list[tuple[list[Path], Future]]
+    slot: int = 0
+
+
+class _PoolBatcher:
+    """Decodes batches ahead in a pool of workers, `prefetch_batches` ahead of the one handed out.
+
+    Each batch is split into one chunk per worker; subclasses say how a chunk is decoded
+    (`_submit_chunk`) and how a batch's results are gathered (`_gather`).
+    """
+
+    def __init__(
+        self, paths: Iterable[str | os.PathLike], batch_size: int, image_size: int, workers: int, prefetch: int
+    ) -> None:
+        self.source = iter(Path(p) for p in paths)
+        self.batch_size = batch_size
+        self.image_size = image_size
+        self.workers = workers
+        self.prefetch = prefetch
+        self.chunk = max(1, -(-batch_size // workers))
+        self.submitted = 0
+        self.in_flight: deque[_BatchInFlight] = deque()
+
+    def _executor(self) -> Executor:
+        raise NotImplementedError
+
+    def _submit_chunk(self, pool: Executor, files: list[Path], slot: int, row: int) -> Future:
+        raise NotImplementedError
+
+    def _gather(self, batch: _BatchInFlight) -> DecodedBatch:
+        raise NotImplementedError
+
+    def _slot_of(self, number: int) -> int:
+        return 0
+
+    def _submit_next(self, pool: Executor) -> None:
+        files = list(islice(self.source, self.batch_size))
+        if not files:
+            return
+        slot = self._slot_of(self.submitted)
+        chunks = [
+            (
+                files[start : start + self.chunk],
+                self._submit_chunk(pool, files[start : start + self.chunk], slot, start),
+            )
+            for start in range(0, len(files), self.chunk)
+        ]
+        self.in_flight.append(_BatchInFlight(chunks, slot))
+        self.submitted += 1
+
+    def __iter__(self) -> Iterator[DecodedBatch]:
+        with self._executor() as pool:
+            for _ in range(self.prefetch + 1):
+                self._submit_next(pool)
+            while self.in_flight:
+                batch = self._gather(self.in_flight.popleft())
+                self._submit_next(pool)  # before handing this one out: decoding goes on meanwhile
                 yield batch
-    finally:
-        if slots is not None:
-            slots.close()
+
+
+class _ThreadBatcher(_PoolBatcher):
+    """Worker threads decode into arrays of their own; a batch's arrays are stacked."""
+
+    def _executor(self) -> Executor:
+        return ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode")
+
+    def _submit_chunk(self, pool: Executor, files: list[Path], slot: int, row: int) -> Future:
+        return pool.submit(_decode_chunk, files, self.image_size)
+
+    def _gather(self, batch: _BatchInFlight) -> DecodedBatch:
+        return _collect(batch.chunks, self.image_size)
+
+
+class _SharedMemoryBatcher(_PoolBatcher):
+    """Worker processes decode straight into shared-memory slots, one slot per batch in flight."""
+
+    def __init__(
+        self,
+        paths: Iterable[str | os.PathLike],
+        batch_size: int,
+        image_size: int,
+        workers: int,
+        prefetch: int,
+        share: bool,
+    ) -> None:
+        super().__init__(paths, batch_size, image_size, workers, prefetch)
+        self.share = share
+        # A view handed out must survive until the next batch is asked for: one more slot than in flight.
+        self.slot_count = prefetch + 1 + int(share)
+
+    def _executor(self) -> Executor:
+        # spawn: never fork a process that runs TensorFlow/JAX threads
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _slot_of(self, number: int) -> int:
+        return number % self.slot_count
+
+    def _submit_chunk(self, pool: Executor, files: list[Path], slot: int, row: int) -> Future:
+        return pool.submit(_decode_into, self.slots.memory.name, self.slots.shape, slot, row, files, self.image_size)
+
+    def _gather(self, batch: _BatchInFlight) -> DecodedBatch:
+        return _collect(batch.chunks, self.image_size, self.slots.array[batch.slot], share=self.share)
+
+    def __iter__(self) -> Iterator[DecodedBatch]:
+        self.slots = _Slots(self.slot_count, self.batch_size, self.image_size)
+        try:
+            yield from super().__iter__()
+        finally:
+            self.slots.close()
 
 
 def _collect(

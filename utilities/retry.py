@@ -12,6 +12,7 @@ at once.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,8 +120,7 @@ def call_with_retry(
     """
     started = time.monotonic()
     waits = iter(policy.delays())
-    pymilvus_logger = logging.getLogger("pymilvus")
-    level = pymilvus_logger.level
+    quiet: _QuietWhileRetrying | None = None
     try:
         while True:
             try:
@@ -134,8 +134,10 @@ def call_with_retry(
                     if give_up is None:
                         raise
                     raise give_up(error, spent) from error
-                # pymilvus logs every failed attempt with a traceback; one warning per retry says enough.
-                pymilvus_logger.setLevel(logging.CRITICAL)
+                if quiet is None:
+                    # pymilvus logs every failed attempt with a traceback; one warning per retry says enough.
+                    quiet = _pymilvus_quieter()
+                    quiet.enter()
                 logger.warning(
                     "Milvus did not answer during %s; retrying in %.2g s (%.0f s spent)", describe, wait, spent
                 )
@@ -146,4 +148,37 @@ def call_with_retry(
                     except Exception as reconnect_error:  # noqa: BLE001 - the next attempt reports it
                         logger.debug("reconnect failed: %s", reconnect_error)
     finally:
-        pymilvus_logger.setLevel(level)
+        if quiet is not None:
+            quiet.leave()
+
+
+class _QuietWhileRetrying(logging.Filter):
+    """Drops pymilvus' log records in the threads that are retrying, and only in those.
+
+    A filter rather than a change of the `pymilvus` logger's level: the level is shared by
+    every thread, so concurrent searches that retried would race to set and restore it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def enter(self) -> None:
+        self.local.depth = getattr(self.local, "depth", 0) + 1
+
+    def leave(self) -> None:
+        self.local.depth -= 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "depth", 0)
+
+
+def _pymilvus_quieter() -> _QuietWhileRetrying:
+    """The filter on every pymilvus logger (a filter only applies to the logger a record starts at)."""
+    names = ["pymilvus"] + [name for name in list(logging.root.manager.loggerDict) if name.startswith("pymilvus.")]
+    loggers = [logging.getLogger(name) for name in names]
+    quiet = next((f for f in loggers[0].filters if isinstance(f, _QuietWhileRetrying)), None) or _QuietWhileRetrying()
+    for each in loggers:
+        if quiet not in each.filters:
+            each.addFilter(quiet)
+    return quiet
