@@ -175,7 +175,7 @@ def test_killed_runs_resume_with_each_image_once(
 ) -> None:
     """SIGKILL the indexing process three times at random points, then finish: every image exactly once."""
     folder = tmp_path / "many"
-    for source in class_photos(2):
+    for source in class_photos(5):  # 25 batches of 2: three kills after 1-3 batches each leave some to do
         shutil.copy2(source, folder.mkdir(exist_ok=True) or folder / source.name)
     total = len(list(folder.iterdir()))
     uri, name = store.target.uri, store.name
