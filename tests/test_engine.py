@@ -132,3 +132,15 @@ def test_engine_closes_drops_and_reopens(tmp_path: Path, embedder, photo_folder:
             again.count()
         assert again.index_folder(photo_folder).indexed == 10  # writing creates it anew
         assert again.count() == 10
+
+
+def test_a_run_that_changes_nothing_leaves_the_mapping_file_alone(tmp_path: Path, embedder, photo_folder: Path) -> None:
+    with ImageSearchEngine(uri=str(tmp_path / "m.db"), collection_name="keep", embedder=embedder) as engine:
+        engine.progress = False
+        engine.index_folder(photo_folder)
+        written = engine.mapping_path.stat().st_mtime_ns
+        assert engine.index_folder(photo_folder).indexed == 0
+        assert engine.mapping_path.stat().st_mtime_ns == written  # not rewritten
+        engine.mapping_path.unlink()
+        engine.index_folder(photo_folder)
+        assert len(load_mapping(engine.mapping_path)) == 10  # a missing file is written again

@@ -257,3 +257,56 @@ def test_moved_folder_is_not_embedded_again(store: ImageCollection, embedder, ph
     from utilities.catalog import mapping_from_collection
 
     assert all(p.startswith(stored_path(moved_root)) for p in mapping_from_collection(store)["path"])
+
+
+def _sealed_rows(store: ImageCollection) -> int:
+    """Rows in sealed segments: a Milvus 2.3 server counts only those in its collection statistics."""
+    return int(store.client.get_collection_stats(store.name)["row_count"])
+
+
+def test_a_large_run_seals_its_rows_and_a_small_one_leaves_them_to_milvus(
+    server_uri: str, collection_name: str, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from utilities import pipeline
+
+    mean_colour = embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0 + 0.01, dimension=3)
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=3)
+    try:
+        monkeypatch.setattr(pipeline, "SEAL_AFTER_ROWS", 10)
+        assert index_folder(photo_folder, store, mean_colour, progress=False).indexed == 10
+        assert _sealed_rows(store) == 10  # searched with the collection's index from now on
+        monkeypatch.setattr(pipeline, "SEAL_AFTER_ROWS", 1000)
+        for source in class_photos(2)[1::2][:3]:
+            shutil.copy2(source, photo_folder / source.name)
+        assert index_folder(photo_folder, store, mean_colour, progress=False).indexed == 3
+        assert _sealed_rows(store) == 10 and store.count() == 13  # written, visible, not sealed yet
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_create_index_seals_the_rows_first(server_uri: str, collection_name: str) -> None:
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=8)
+    try:
+        store.insert([f"/seal/{i}.jpg" for i in range(50)], np.random.default_rng(7).random((50, 8), np.float32))
+        assert _sealed_rows(store) == 0
+        store.create_index("IVF_FLAT", nlist=4)
+        assert _sealed_rows(store) == 50
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_long_passes_show_progress(
+    backend: str, collection_name: str, photo_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mean_colour = embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0 + 0.01, dimension=3)
+    store = ImageCollection.open(backend, name=collection_name, dimension=3)
+    try:
+        index_folder(photo_folder, store, mean_colour, progress=True, prune=True)
+        shown = capsys.readouterr().err
+        for step in ("planning", "hashing", "indexing", "prune"):
+            assert f"{step}: " in shown, f"no {step} progress bar in {shown!r}"
+    finally:
+        store.drop()
+        store.close()

@@ -19,7 +19,7 @@ Modules, one job each:
   `milvus_store` (`ImageCollection`: open, create, validate, drop), `collection_base`,
   `collection_rows` (writes and reads), `collection_index` (index and searches),
   `records` (`ImageRecord` and the field names), `lite_import`, `retry`, `chunks`;
-- indexing and searching: `pipeline` (indexing files), `index_report`, `hashing`,
+- indexing and searching: `pipeline` (indexing files), `batch_writer`, `index_report`, `hashing`,
   `catalog` (the id-to-path DataFrame), `search` (queries to DataFrames), `plotting`,
   `files` (copying results);
 - around them: `engine` (the facade), `evaluation` (retrieval quality), `splits`

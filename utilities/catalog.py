@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
+from utilities.collection_rows import PAGE_ROWS
 from utilities.config import MilvusTarget
 from utilities.locks import FileLock, lock_path_beside
 from utilities.milvus_store import ImageCollection
@@ -23,12 +25,15 @@ from utilities.milvus_store import ImageCollection
 MAPPING_COLUMNS = ["id", "path", "file_size", "mtime_ns"]
 
 
-def mapping_from_collection(store: ImageCollection, batch_size: int = 1000) -> pd.DataFrame:
+def mapping_from_collection(
+    store: ImageCollection, batch_size: int = PAGE_ROWS, progress: bool = False
+) -> pd.DataFrame:
     """Read every row's id and path (and file size and mtime) from the collection.
 
     Args:
         store: The collection.
         batch_size: Rows per page read.
+        progress: Show a progress bar.
 
     Returns:
         A DataFrame with columns `id`, `path`, `file_size`, `mtime_ns`, sorted by path.
@@ -36,11 +41,11 @@ def mapping_from_collection(store: ImageCollection, batch_size: int = 1000) -> p
     Example:
         >>> mapping_from_collection(store).head()  # doctest: +SKIP
     """
-    rows = [
-        (record.id, record.path, record.file_size, record.mtime_ns)
-        for page in store.iter_records(batch_size)
-        for record in page
-    ]
+    rows: list[tuple[int, str, int, int]] = []
+    with tqdm(desc="mapping", unit="row", disable=not progress) as bar:
+        for page in store.iter_records(batch_size):
+            rows += [(record.id, record.path, record.file_size, record.mtime_ns) for record in page]
+            bar.update(len(page))
     frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS)
     frame = frame.astype({"id": "int64", "path": "string", "file_size": "int64", "mtime_ns": "int64"})
     return frame.sort_values("path", kind="stable").reset_index(drop=True)

@@ -36,11 +36,31 @@ A server rejects messages over 64 MB; within that, larger requests are faster: 3
 rows/s at 1,000 rows a request against 2,910 at 250 (benchmarks/results/insert.md).
 """
 
-IDS_PER_REQUEST = 1000
-"""Ids in one `get`, `delete` or `id in [...]` filter."""
+IDS_PER_REQUEST = 10_000
+"""Ids in one `get`, `delete` or `id in [...]` filter. Each request to a Milvus 2.3 server costs a
+round trip whatever its size (measured in benchmarks/results/scale.md), so requests are large."""
 
-HASHES_PER_REQUEST = 500
-"""Content hashes in one `content_hash in [...]` filter."""
+HASHES_PER_REQUEST = 10_000
+"""Content hashes (32 hex characters each) in one `content_hash in [...]` filter: a Strong read costs
+~0.4 s a request on a Milvus 2.3 server whatever its size, so few large ones."""
+
+VECTORS_PER_REQUEST = 1_000
+"""Rows read back with their vectors in one request (8 MB of 2048-d float32)."""
+
+PAGE_ROWS = 10_000
+"""Rows per page when reading the whole collection (pymilvus allows up to 16,384)."""
+
+FRESH = "Strong"
+"""Consistency of reads that must see every write, from any process, made before them: counts
+(exact), and the lookup of stored copies (a stale miss would leave the copy's row behind)."""
+
+RECENT = "Session"
+"""Consistency of reads where a stale answer costs only redundant work, never a lost or doubled
+row: planning (a row written a moment ago by another process looks missing, so its file is
+embedded again and upserted under the same id), prune (a row it does not see yet is removed by
+the next prune) and the mapping (rebuilt from the collection on demand). This client always sees
+its own writes. A Strong read on a Milvus 2.3 server waits for the next time tick (~0.4 s a
+request, measured); a Session read does not."""
 
 ROW_OVERHEAD_BYTES = 32
 """What a row costs in a request besides its vector and path (the integer fields, framing)."""
@@ -67,6 +87,15 @@ def _drop_mvcc_warning(record: logging.LogRecord) -> bool:
 class CollectionRows(CollectionBase):
     """Writes (upserts, deletes) and reads (counts, rows by id, by hash, all rows) of image rows."""
 
+    @property
+    def max_request_bytes(self) -> int:
+        """Byte budget of one insert request on this backend."""
+        return MAX_REQUEST_BYTES if self.target.is_lite else SERVER_MAX_REQUEST_BYTES
+
+    def row_bytes(self, record: ImageRecord) -> int:
+        """What a record weighs in an insert request (its vector, path and other fields)."""
+        return self.dimension * 4 + ROW_OVERHEAD_BYTES + len(record.path.encode("utf-8"))
+
     # ------------------------------------------------------------------ writes
     def write(self, records: Sequence[ImageRecord], upsert: bool = True, max_request_bytes: int | None = None) -> int:
         """Write records (with their vectors), split into requests of at most `max_request_bytes`.
@@ -87,9 +116,8 @@ class CollectionRows(CollectionBase):
                 raise ValueError(f"vectors have dimension {given}, collection {self.name!r} expects {dimension}")
             if len(record.path.encode("utf-8")) > PATH_MAX_BYTES:
                 raise ValueError(f"path longer than {PATH_MAX_BYTES} bytes: {record.path[:80]!r}...")
-        budget = max_request_bytes or (MAX_REQUEST_BYTES if self.target.is_lite else SERVER_MAX_REQUEST_BYTES)
-        row_bytes = dimension * 4 + ROW_OVERHEAD_BYTES
-        for part in chunked(records, len(records) or 1, budget, lambda r: row_bytes + len(r.path.encode("utf-8"))):
+        budget = max_request_bytes or self.max_request_bytes
+        for part in chunked(records, len(records) or 1, budget, self.row_bytes):
             rows = [record.to_row() for record in part]
             # An upsert keyed by id can be repeated safely (retried if the server drops out); a
             # plain insert cannot: repeating one that reached the server would add the rows twice.
@@ -166,15 +194,15 @@ class CollectionRows(CollectionBase):
         )
         return int(result[0]["count(*)"])
 
-    def _query(self, filter_expression: str, fields: Sequence[str]) -> list[dict]:
-        """Rows matching a filter, read with Strong consistency (exact across processes)."""
+    def _query(self, filter_expression: str, fields: Sequence[str], consistency: str = FRESH) -> list[dict]:
+        """Rows matching a filter (Strong consistency unless told otherwise: exact across processes)."""
         return self._retrying(
             "query",
             lambda client: client.query(
                 self.name,
                 filter=filter_expression,
                 output_fields=list(fields),
-                consistency_level="Strong",
+                consistency_level=consistency,
                 timeout=self._timeout,
             ),
         )
@@ -186,24 +214,20 @@ class CollectionRows(CollectionBase):
             found.update(int(row[ID_FIELD]) for row in self._query(f"{ID_FIELD} in {list(part)}", [ID_FIELD]))
         return found
 
-    def get(self, ids: Sequence[int], fields: Sequence[str] = (ID_FIELD, PATH_FIELD)) -> list[dict]:
+    def get(
+        self, ids: Sequence[int], fields: Sequence[str] = (ID_FIELD, PATH_FIELD), consistency: str = FRESH
+    ) -> list[dict]:
         """Rows by id, with the requested fields, as pymilvus returns them."""
+        per_request = VECTORS_PER_REQUEST if VECTOR_FIELD in fields else IDS_PER_REQUEST
         rows: list[dict] = []
-        for part in chunked([int(i) for i in ids], IDS_PER_REQUEST):
-            rows.extend(
-                self._retrying(
-                    "get",
-                    lambda client, part=part: client.get(
-                        self.name, ids=list(part), output_fields=list(fields), timeout=self._timeout
-                    ),
-                )
-            )
+        for part in chunked([int(i) for i in ids], per_request):
+            rows.extend(self._query(f"{ID_FIELD} in {list(part)}", fields, consistency))
         return rows
 
-    def records(self, ids: Sequence[int], with_vectors: bool = False) -> list[ImageRecord]:
+    def records(self, ids: Sequence[int], with_vectors: bool = False, consistency: str = FRESH) -> list[ImageRecord]:
         """Stored records by id (ids not stored are left out)."""
         fields = METADATA_FIELDS + ((VECTOR_FIELD,) if with_vectors else ())
-        return [ImageRecord.from_row(row) for row in self.get(ids, fields)]
+        return [ImageRecord.from_row(row) for row in self.get(ids, fields, consistency)]
 
     def rows_by_hash(self, hashes: Sequence[str], fields: Sequence[str] = (ID_FIELD, PATH_FIELD)) -> list[dict]:
         """Rows whose content hash is one of `hashes` (for finding moved files)."""
@@ -214,19 +238,32 @@ class CollectionRows(CollectionBase):
         return rows
 
     def records_by_hash(self, hashes: Sequence[str], with_vectors: bool = False) -> list[ImageRecord]:
-        """Stored records whose content hash is one of `hashes`."""
-        fields = METADATA_FIELDS + ((VECTOR_FIELD,) if with_vectors else ())
-        return [ImageRecord.from_row(row) for row in self.rows_by_hash(hashes, fields)]
+        """Stored records whose content hash is one of `hashes` (Strong consistency).
 
-    def iter_rows(self, fields: Sequence[str] = (ID_FIELD, PATH_FIELD), batch_size: int = 1000) -> Iterator[list[dict]]:
-        """Yield every row in pages of `batch_size` (for the mapping or exports)."""
+        The hashes are looked up without vectors (small answers, large requests); only the rows
+        found are read again with their vectors.
+        """
+        found = [ImageRecord.from_row(row) for row in self.rows_by_hash(hashes, METADATA_FIELDS)]
+        if not with_vectors or not found:
+            return found
+        return self.records([record.id for record in found], with_vectors=True)
+
+    def iter_rows(
+        self, fields: Sequence[str] = (ID_FIELD, PATH_FIELD), batch_size: int = PAGE_ROWS
+    ) -> Iterator[list[dict]]:
+        """Yield every row in pages of `batch_size` (for the mapping, prune or exports; Session consistency)."""
         # pymilvus warns on every iterator that it falls back to a client-side timestamp;
         # that is expected with Strong consistency, so keep it out of the user's log.
         logging.getLogger("pymilvus.orm.iterator").addFilter(_drop_mvcc_warning)
         iterator = self._retrying(
             "query_iterator",
             lambda client: client.query_iterator(
-                self.name, batch_size=batch_size, filter="", output_fields=list(fields), timeout=self._timeout
+                self.name,
+                batch_size=batch_size,
+                filter="",
+                output_fields=list(fields),
+                consistency_level=RECENT,
+                timeout=self._timeout,
             ),
         )
         try:
@@ -235,7 +272,7 @@ class CollectionRows(CollectionBase):
         finally:
             iterator.close()
 
-    def iter_records(self, batch_size: int = 1000) -> Iterator[list[ImageRecord]]:
+    def iter_records(self, batch_size: int = PAGE_ROWS) -> Iterator[list[ImageRecord]]:
         """Every stored record (without vectors), in pages of `batch_size`."""
         for page in self.iter_rows(METADATA_FIELDS, batch_size):
             yield [ImageRecord.from_row(row) for row in page]

@@ -182,7 +182,8 @@ class ImageSearchEngine:
 
         New and changed files are embedded, moved ones keep their vectors, unchanged
         ones are skipped; with `prune`, rows of files deleted from the folder go too.
-        Also saves the id-to-path mapping (see `mapping_path`) when `save_mapping`.
+        Also rewrites the id-to-path mapping file (see `mapping_path`) when `save_mapping` and the run
+        changed the collection (or the file is missing).
         """
         return self.index_files(find_images(folder), save_mapping, prune_root=folder if prune else None)
 
@@ -197,7 +198,7 @@ class ImageSearchEngine:
 
         Args:
             paths: Image files.
-            save_mapping: Rewrite the mapping file afterwards.
+            save_mapping: Rewrite the mapping file afterwards if the run changed the collection.
             prune_root: Delete rows under this folder whose files are gone.
             failures_path: Where to list the files that failed (default `failures_path`);
                 give each of several concurrent runs its own.
@@ -221,8 +222,8 @@ class ImageSearchEngine:
     def _after_indexing(
         self, report: pipeline.IndexReport, save_mapping: bool, failures_path: Path
     ) -> pipeline.IndexReport:
-        if save_mapping:
-            self.save_mapping()
+        if save_mapping and (report.indexed or report.removed or not self.mapping_path.exists()):
+            self.save_mapping()  # a run that changed nothing leaves the file as it is
         if report.failed:
             report.write_failures(failures_path)
             logger.warning("%d files could not be indexed: see %s", len(report.failed), failures_path)
@@ -246,7 +247,7 @@ class ImageSearchEngine:
 
     def mapping(self) -> pd.DataFrame:
         """The id-to-path mapping, read from the collection."""
-        return catalog.mapping_from_collection(self.open_existing())
+        return catalog.mapping_from_collection(self.open_existing(), progress=self.progress)
 
     @property
     def mapping_path(self) -> Path:

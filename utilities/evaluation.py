@@ -172,7 +172,9 @@ def evaluate(
     try:
         store.insert(database.paths, database.vectors)
         if index_type.upper() != "FLAT":
-            store.create_index(index_type, **index_params)
+            store.create_index(index_type, **index_params)  # seals the rows first
+        else:
+            store.seal()  # so that exact search, not Milvus' interim index on growing segments, answers
         return _measure(store, database, queries, labels, top_k, getattr(embedder, "weights_label", "custom model"))
     finally:
         store.drop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 BLOCK_BYTES = 1 << 20
@@ -38,3 +39,26 @@ def file_hash(path: str | os.PathLike) -> str:
         return digest_file(path, "blake2b", digest_size=16)
     except OSError:
         return ""
+
+
+def hash_files(paths: Sequence[str], workers: int | None = None, progress: bool = False) -> dict[str, str]:
+    """`file_hash` of many files, read and hashed in parallel threads (hashlib and file reads
+    release the GIL), with an optional progress bar.
+
+    Example:
+        >>> list(hash_files([__file__]).values()) == [file_hash(__file__)]
+        True
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    hashes: dict[str, str] = {}
+    with (
+        ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool,
+        tqdm(total=len(paths), desc="hashing", unit="file", disable=not progress) as bar,
+    ):
+        for path, digest in zip(paths, pool.map(file_hash, paths, chunksize=64), strict=True):
+            hashes[path] = digest
+            bar.update()
+    return hashes

@@ -244,8 +244,8 @@ class ImageCollection(CollectionRows, CollectionIndex):
             )
 
     def flush(self) -> None:
-        """Seal the data written so far into persistent segments (server)."""
-        self._retrying("flush", lambda client: client.flush(self.name, timeout=self._timeout))
+        """Seal the data written so far into persistent segments; the same as `seal`."""
+        self.seal()
 
     def close(self) -> None:
         """Close the connection; for Milvus Lite also stop its local server process.

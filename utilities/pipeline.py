@@ -13,16 +13,18 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from utilities.batch_writer import BatchWriter
+from utilities.chunks import chunked
+from utilities.collection_rows import RECENT
 from utilities.embeddings import Embedder
 from utilities.errors import CollectionMismatchError
-from utilities.hashing import file_hash
+from utilities.hashing import file_hash, hash_files
 from utilities.ids import path_id, stored_path
 from utilities.images import find_images
 from utilities.index_report import IndexReport
@@ -33,6 +35,16 @@ from utilities.records import ImageRecord
 __all__ = ["EmbeddedImages", "IndexReport", "embed_paths", "index_folder", "index_paths", "shard_paths"]
 
 logger = logging.getLogger(__name__)
+
+PLAN_FILES_PER_STEP = 10_000
+"""Files stat'ed and looked up per step of planning (one request to Milvus each)."""
+
+SEAL_AFTER_ROWS = 10_000
+"""A run that wrote at least this many rows seals them at its end (`ImageCollection.seal`) and waits
+until the collection's index covers them (`wait_for_index`), so that searches use that index.
+Smaller runs leave their rows in growing segments, searched with Milvus' interim index until
+Milvus seals them by itself: their share of the collection is small, and a seal per small run
+would cost seconds (3 s measured) and make small segments. Measured in benchmarks/results/scale-server.md."""
 
 
 @dataclass
@@ -125,27 +137,34 @@ class Plan:
         return ImageRecord(path_id(path), path, size, mtime_ns, digest, vector)
 
 
-def plan_run(paths: list[str], store: ImageCollection) -> Plan:
-    """Sort files into new, changed and unchanged by their rows' size and modification time."""
-    plan = Plan(stats={p: _file_stats(p) for p in paths})
-    stored = {record.id: record for record in store.records([path_id(p) for p in paths])}
-    for path in paths:
-        record = stored.get(path_id(path))
-        if record is None:
-            plan.new.append(path)
-        elif record.stat == plan.stats[path]:
-            plan.unchanged += 1
-        else:
-            plan.changed.append(path)
+def plan_run(paths: list[str], store: ImageCollection, progress: bool = False) -> Plan:
+    """Sort files into new, changed and unchanged by their rows' size and modification time.
+
+    The rows are read in large requests of Session consistency (see `collection_rows.RECENT`).
+    """
+    plan = Plan(stats={})
+    with tqdm(total=len(paths), desc="planning", unit="file", disable=not progress) as bar:
+        for part in chunked(paths, PLAN_FILES_PER_STEP):
+            plan.stats.update((path, _file_stats(path)) for path in part)
+            stored = {r.id: r for r in store.records([path_id(p) for p in part], consistency=RECENT)}
+            for path in part:
+                record = stored.get(path_id(path))
+                if record is None:
+                    plan.new.append(path)
+                elif record.stat == plan.stats[path]:
+                    plan.unchanged += 1
+                else:
+                    plan.changed.append(path)
+            bar.update(len(part))
     return plan
 
 
-def find_stored_copies(plan: Plan, store: ImageCollection) -> dict[str, ImageRecord]:
+def find_stored_copies(plan: Plan, store: ImageCollection, progress: bool = False) -> dict[str, ImageRecord]:
     """For each new file whose content is already stored (under another path), that row, with its vector.
 
-    Hashes the new files (kept in `plan.hashes` for the write). Reads only.
+    Hashes the new files in parallel (kept in `plan.hashes` for the write). Reads only.
     """
-    plan.hashes.update((path, file_hash(path)) for path in plan.new)
+    plan.hashes.update(hash_files(plan.new, progress=progress))
     by_hash = {record.content_hash: record for record in store.records_by_hash(list(plan.hashes.values()), True)}
     return {path: by_hash[plan.hashes[path]] for path in plan.new if plan.hashes[path] in by_hash}
 
@@ -174,20 +193,18 @@ def reuse_stored_vectors(
     return len(copies) - moved, moved
 
 
-def write_embedded(store: ImageCollection, plan: Plan, paths: list[str], vectors: np.ndarray) -> int:
-    """Upsert a batch of freshly embedded files (in the writer thread: changed files are hashed here)."""
-    return store.write([plan.record(path, vector) for path, vector in zip(paths, vectors, strict=True)])
-
-
-def prune_missing(store: ImageCollection, root: str | os.PathLike, current: set[int]) -> int:
+def prune_missing(store: ImageCollection, root: str | os.PathLike, current: set[int], progress: bool = False) -> int:
     """Delete rows under `root` whose file no longer exists; return how many."""
     prefix = stored_path(root).rstrip("/") + "/"
-    stale = [
-        record.id
-        for page in store.iter_records()
-        for record in page
-        if record.path.startswith(prefix) and record.id not in current and not os.path.lexists(record.path)
-    ]
+    stale: list[int] = []
+    with tqdm(desc="prune", unit="row", disable=not progress) as bar:
+        for page in store.iter_records():
+            stale += [
+                record.id
+                for record in page
+                if record.path.startswith(prefix) and record.id not in current and not os.path.lexists(record.path)
+            ]
+            bar.update(len(page))
     store.delete(stale)
     return len(stale)
 
@@ -234,37 +251,35 @@ def index_paths(
         )
     unique = list(dict.fromkeys(stored_path(p) for p in paths))
     current = {path_id(p) for p in unique}
-    plan = plan_run(unique, store)
+    plan = plan_run(unique, store, progress)
     report = IndexReport(unchanged=plan.unchanged, collection=store.name)
-    copies = find_stored_copies(plan, store)
+    copies = find_stored_copies(plan, store, progress)
     report.added, report.moved = reuse_stored_vectors(copies, plan, store, current)
     to_embed = [path for path in plan.new if path not in copies] + plan.changed
     changed = set(plan.changed)
     logger.info("%d files: %d unchanged, %d to embed", len(unique), plan.unchanged, len(to_embed))
     with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-write") as writer,
+        BatchWriter(store, plan.record) as writer,
         tqdm(total=len(to_embed), desc="indexing", unit="img", disable=not progress) as bar,
     ):
-        pending: list[Future] = []
         for batch in iter_decoded_batches(
             to_embed, batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
         ):
             report.failed.extend(batch.failures)
             if len(batch.paths):
-                vectors = embedder.embed_batch(batch.images)
-                for done in pending:
-                    done.result()
                 names = [p.as_posix() for p in batch.paths]
-                pending = [writer.submit(write_embedded, store, plan, names, vectors)]
+                writer.add(names, embedder.embed_batch(batch.images))
                 report.updated += sum(1 for name in names if name in changed)
                 report.added += sum(1 for name in names if name not in changed)
             bar.update(len(batch.paths) + len(batch.failures))
-        for done in pending:
-            done.result()
     if prune_root is not None:
-        report.removed = prune_missing(store, prune_root, current)
-    # No flush: rows are durable in Milvus' write-ahead log and visible to Strong and Session
-    # reads at once; a flush per run only made small segments and cost ~3 s on the server.
+        report.removed = prune_missing(store, prune_root, current, progress)
+    if report.indexed >= SEAL_AFTER_ROWS:
+        # Rows are durable in Milvus' write-ahead log and visible to reads at once, but searched
+        # with Milvus' interim index until sealed and indexed; a seal costs a few seconds and makes
+        # a segment, so small runs leave it to Milvus (see SEAL_AFTER_ROWS).
+        store.seal()
+        store.wait_for_index(progress=progress)
     report.seconds = time.perf_counter() - started
     for failure in report.failed:
         logger.warning("skipped %s: %s", failure.path, failure.reason)
