@@ -117,7 +117,7 @@ class CollectionRows(CollectionBase):
             if len(record.path.encode("utf-8")) > PATH_MAX_BYTES:
                 raise ValueError(f"path longer than {PATH_MAX_BYTES} bytes: {record.path[:80]!r}...")
         budget = max_request_bytes or self.max_request_bytes
-        for part in chunked(records, len(records) or 1, budget, self.row_bytes):
+        for part in chunked(records, max_bytes=budget, size_of=self.row_bytes):
             rows = [record.to_row() for record in part]
             # An upsert keyed by id can be repeated safely (retried if the server drops out); a
             # plain insert cannot: repeating one that reached the server would add the rows twice.

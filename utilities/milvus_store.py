@@ -79,7 +79,7 @@ __all__ = [
 
 def _batches_by_bytes(row_bytes: Sequence[int], limit: int) -> Iterator[slice]:
     """Slices of consecutive rows whose sizes add up to at most `limit` (one oversized row alone)."""
-    for part in chunked(range(len(row_bytes)), len(row_bytes) or 1, limit, lambda i: row_bytes[i]):
+    for part in chunked(range(len(row_bytes)), max_bytes=limit, size_of=lambda i: row_bytes[i]):
         yield slice(part.start, part.stop)
 
 
