@@ -259,6 +259,11 @@ def test_moved_folder_is_not_embedded_again(store: ImageCollection, embedder, ph
     assert all(p.startswith(stored_path(moved_root)) for p in mapping_from_collection(store)["path"])
 
 
+def _mean_colour():
+    """A 3-d embedder of an image's mean colour (never a zero vector): nearly free."""
+    return embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0 + 0.01, dimension=3)
+
+
 def _sealed_rows(store: ImageCollection) -> int:
     """Rows in sealed segments: a Milvus 2.3 server counts only those in its collection statistics."""
     return int(store.client.get_collection_stats(store.name)["row_count"])
@@ -269,7 +274,7 @@ def test_a_large_run_seals_its_rows_and_a_small_one_leaves_them_to_milvus(
 ) -> None:
     from utilities import pipeline
 
-    mean_colour = embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0 + 0.01, dimension=3)
+    mean_colour = _mean_colour()
     store = ImageCollection.open(server_uri, name=collection_name, dimension=3)
     try:
         monkeypatch.setattr(pipeline, "SEAL_AFTER_ROWS", 10)
@@ -300,7 +305,7 @@ def test_create_index_seals_the_rows_first(server_uri: str, collection_name: str
 def test_long_passes_show_progress(
     backend: str, collection_name: str, photo_folder: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    mean_colour = embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0 + 0.01, dimension=3)
+    mean_colour = _mean_colour()
     store = ImageCollection.open(backend, name=collection_name, dimension=3)
     try:
         index_folder(photo_folder, store, mean_colour, progress=True, prune=True)

@@ -36,7 +36,6 @@ class BatchWriter:
     def __init__(self, store: ImageCollection, make_record: Callable[[str, np.ndarray], ImageRecord]) -> None:
         self.store = store
         self.make_record = make_record
-        self.written = 0
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-write")
         self._last: Future | None = None
 
@@ -47,20 +46,19 @@ class BatchWriter:
 
     def _write(self, paths: list[str], vectors: np.ndarray) -> None:
         records = [self.make_record(path, vector) for path, vector in zip(paths, vectors, strict=True)]
-        self.written += self.store.write(records)
+        self.store.write(records)
 
     def _wait(self) -> None:
         if self._last is not None:
             last, self._last = self._last, None
             last.result()
 
-    def close(self) -> int:
-        """Wait for the last batch and stop the thread; returns the rows written in all."""
+    def close(self) -> None:
+        """Wait for the last batch and stop the thread."""
         try:
             self._wait()
         finally:
             self._thread.shutdown(wait=True)
-        return self.written
 
     def __enter__(self) -> BatchWriter:
         return self
