@@ -19,7 +19,8 @@ Modules, one job each:
   `milvus_store` (`ImageCollection`: open, create, validate, drop), `collection_base`,
   `collection_rows` (writes and reads), `collection_index` (index and searches),
   `records` (`ImageRecord` and the field names), `lite_import`, `retry`, `chunks`;
-- indexing and searching: `pipeline` (indexing files), `batch_writer`, `index_report`, `hashing`,
+- indexing and searching: `pipeline` (indexing files), `ray_indexing` (on a Ray cluster),
+  `batch_writer`, `index_report`, `hashing`,
   `catalog` (the id-to-path DataFrame), `search` (queries to DataFrames), `plotting`,
   `files` (copying results);
 - around them: `engine` (the facade), `evaluation` (retrieval quality), `splits`
@@ -45,6 +46,7 @@ _EXPORTS = {
     "connect": "utilities.milvus_connection",
     "index_folder": "utilities.pipeline",
     "IndexReport": "utilities.pipeline",
+    "RayOptions": "utilities.ray_indexing",
     "search_images": "utilities.search",
     "plot_results": "utilities.plotting",
     "copy_results": "utilities.files",

@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--failures", type=Path, help="write failed files and reasons to this CSV")
     index.add_argument("--prune", action="store_true", help="delete rows of files that are gone from FOLDER")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ray = index.add_argument_group("Ray (decode and embed on a cluster, writing to a Milvus server; [ray] extra)")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on Ray: 'auto' joins the cluster started here with `ray start`, HOST:PORT another; "
+        "no ADDRESS: $RAY_ADDRESS, or a local Ray started for this run",
+    )
+    ray.add_argument("--ray-actors", type=_positive, default=1, help="actors holding a model (default 1)")
+    ray.add_argument(
+        "--ray-gpus-per-actor", type=float, help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)"
+    )
 
     search = commands.add_parser("search", parents=[_common_options(), model], help="find the images most like IMAGE")
     search.add_argument("image", type=Path)
@@ -166,12 +179,19 @@ def cmd_index(args: argparse.Namespace) -> int:
     engine = _engine(args)
     files = find_images(args.folder)
     failures = args.failures
+    ray = None
+    if args.ray is not None:
+        from utilities.ray_indexing import RayOptions
+
+        if args.shard:
+            raise ValueError("--ray and --shard do not go together: Ray spreads the work itself")
+        ray = RayOptions(address=args.ray or None, embed_actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor)
     if args.shard:
         files = shard_paths(files, *args.shard)
         # concurrent shards must not overwrite (or delete) each other's failure lists
         index, count = args.shard
         failures = failures or engine.failures_path.with_suffix(f".shard-{index}-of-{count}.csv")
-    report = engine.index_files(files, prune_root=args.folder if args.prune else None, failures_path=failures)
+    report = engine.index_files(files, prune_root=args.folder if args.prune else None, failures_path=failures, ray=ray)
     print(json.dumps(report.as_dict(), indent=2) if args.json else str(report))
     return 0
 

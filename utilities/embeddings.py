@@ -260,6 +260,14 @@ class ResNet50Embedder(KerasEmbedder):
     def model(self, value: Any) -> None:
         self._model = value
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings, not the model: a copy (in a Ray actor, say) builds its own on first use.
+
+        The weights must then be reachable there too: `"imagenet"`, None (seeded, so the same
+        everywhere) or a file at the same path.
+        """
+        return {**self.__dict__, "_model": None}
+
     @property
     def weights_label(self) -> str:
         """Short description of the model and weights, for figure titles and reports."""

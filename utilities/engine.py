@@ -27,6 +27,9 @@ from utilities.milvus_store import ImageCollection
 
 logger = logging.getLogger(__name__)
 
+RayChoice = Any
+"""How `index_folder` uses Ray: None or False (not at all), True, a cluster address, or `ray_indexing.RayOptions`."""
+
 
 class ImageSearchEngine:
     """Index folders of images into Milvus and find similar images.
@@ -176,7 +179,11 @@ class ImageSearchEngine:
         return self.store.insert(stored, vectors, ids=[path_id(p) for p in stored])
 
     def index_folder(
-        self, folder: str | os.PathLike, save_mapping: bool = True, prune: bool = False
+        self,
+        folder: str | os.PathLike,
+        save_mapping: bool = True,
+        prune: bool = False,
+        ray: RayChoice = None,
     ) -> pipeline.IndexReport:
         """Bring the collection up to date with the images under `folder`; see `pipeline.index_folder`.
 
@@ -184,8 +191,15 @@ class ImageSearchEngine:
         ones are skipped; with `prune`, rows of files deleted from the folder go too.
         Also rewrites the id-to-path mapping file (see `mapping_path`) when `save_mapping` and the run
         changed the collection (or the file is missing).
+
+        With `ray` (True, a cluster address, or `ray_indexing.RayOptions`), Ray Data decodes and
+        embeds on a cluster, writing into the Milvus server; see `ray_indexing.index_paths_on_ray`.
+
+        Example:
+            >>> engine = ImageSearchEngine("http://milvus:19530")  # doctest: +SKIP
+            >>> engine.index_folder("/mnt/photos", ray=RayOptions(address="auto", embed_actors=4))  # doctest: +SKIP
         """
-        return self.index_files(find_images(folder), save_mapping, prune_root=folder if prune else None)
+        return self.index_files(find_images(folder), save_mapping, prune_root=folder if prune else None, ray=ray)
 
     def index_files(
         self,
@@ -193,6 +207,7 @@ class ImageSearchEngine:
         save_mapping: bool = True,
         prune_root: str | os.PathLike | None = None,
         failures_path: str | os.PathLike | None = None,
+        ray: RayChoice = None,
     ) -> pipeline.IndexReport:
         """Bring the collection up to date with the given image files; see `pipeline.index_paths`.
 
@@ -202,7 +217,22 @@ class ImageSearchEngine:
             prune_root: Delete rows under this folder whose files are gone.
             failures_path: Where to list the files that failed (default `failures_path`);
                 give each of several concurrent runs its own.
+            ray: Decode and embed on Ray (see `index_folder`); None or False: in this process.
         """
+        if ray is not None and ray is not False:
+            from utilities import ray_indexing
+
+            report = ray_indexing.index_paths_on_ray(
+                paths,
+                self.store,
+                self.embedder,
+                ray_indexing.ray_options(ray),
+                self.batch_size,
+                progress=self.progress,
+                prune_root=prune_root,
+                retry_seconds=self.retry_seconds,
+            )
+            return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path))
         report = pipeline.index_paths(
             paths,
             self.store,

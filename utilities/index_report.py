@@ -24,6 +24,8 @@ class IndexReport:
         failed: Files that could not be used, with reasons.
         seconds: Wall time of the run.
         collection: Collection name.
+        decode_nodes: Runs on Ray: images decoded on each Ray node (by node id).
+        embed_nodes: Runs on Ray: images embedded and written on each Ray node.
     """
 
     added: int = 0
@@ -34,6 +36,8 @@ class IndexReport:
     failed: list[LoadFailure] = field(default_factory=list)
     seconds: float = 0.0
     collection: str = ""
+    decode_nodes: dict[str, int] = field(default_factory=dict)
+    embed_nodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def indexed(self) -> int:
@@ -63,6 +67,7 @@ class IndexReport:
             "removed": self.removed,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "seconds": round(self.seconds, 3),
+            **({"decode_nodes": self.decode_nodes, "embed_nodes": self.embed_nodes} if self.embed_nodes else {}),
         }
 
     def __str__(self) -> str:
@@ -71,6 +76,8 @@ class IndexReport:
             f"moved {self.moved}), already present {self.unchanged}, removed {self.removed}, "
             f"failed {len(self.failed)} ({self.seconds:.1f} s)"
         ]
+        if self.embed_nodes:
+            lines.append(f"  on Ray: decoded on {len(self.decode_nodes)} nodes, embedded on {len(self.embed_nodes)}")
         lines += [f"  failed: {f.path}: {f.reason}" for f in self.failed[:20]]
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more (see the failure report)")

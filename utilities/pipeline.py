@@ -32,7 +32,17 @@ from utilities.milvus_store import ImageCollection
 from utilities.reader import LoadFailure, iter_decoded_batches
 from utilities.records import ImageRecord
 
-__all__ = ["EmbeddedImages", "IndexReport", "embed_paths", "index_folder", "index_paths", "shard_paths"]
+__all__ = [
+    "EmbeddedImages",
+    "IndexReport",
+    "PreparedRun",
+    "embed_paths",
+    "finish_run",
+    "index_folder",
+    "index_paths",
+    "prepare_run",
+    "shard_paths",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +254,58 @@ def index_paths(
         CollectionMismatchError: The embedder's dimension differs from the collection's.
     """
     started = time.perf_counter()
+    run = prepare_run(paths, store, embedder, progress)
+    report = run.report
+    with (
+        BatchWriter(store, run.plan.record) as writer,
+        tqdm(total=len(run.to_embed), desc="indexing", unit="img", disable=not progress) as bar,
+    ):
+        for batch in iter_decoded_batches(
+            run.to_embed, batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
+        ):
+            report.failed.extend(batch.failures)
+            if len(batch.paths):
+                names = [p.as_posix() for p in batch.paths]
+                writer.add(names, embedder.embed_batch(batch.images))
+                run.count_written(names)
+            bar.update(len(batch.paths) + len(batch.failures))
+    return finish_run(run, store, prune_root, progress, started)
+
+
+@dataclass
+class PreparedRun:
+    """An indexing run after planning, before any decoding: what is left to embed.
+
+    Attributes:
+        plan: The `Plan` (sizes, times and hashes of the files).
+        report: The run's report so far (unchanged, and the files given a stored copy's vector).
+        to_embed: Files to decode and embed (new ones without a stored copy, then changed ones).
+        current: Ids of every file of the run (never pruned).
+    """
+
+    plan: Plan
+    report: IndexReport
+    to_embed: list[str]
+    current: set[int]
+
+    def count_written(self, paths: Sequence[str]) -> None:
+        """Count written files in the report: changed ones as updated, the others as added."""
+        changed = set(self.plan.changed)
+        updated = sum(1 for path in paths if path in changed)
+        self.report.updated += updated
+        self.report.added += len(paths) - updated
+
+
+def prepare_run(
+    paths: Sequence[str | os.PathLike], store: ImageCollection, embedder: Embedder, progress: bool = True
+) -> PreparedRun:
+    """Check the collection, plan the run and give new files the vectors of stored copies.
+
+    The first half of `index_paths`, shared with `ray_indexing` (the second is `finish_run`).
+
+    Raises:
+        CollectionMismatchError: The embedder's dimension differs from the collection's.
+    """
     if embedder.dimension != store.dimension:
         raise CollectionMismatchError(
             f"embedder makes {embedder.dimension}-d vectors but collection {store.name!r} holds "
@@ -256,24 +318,21 @@ def index_paths(
     copies = find_stored_copies(plan, store, progress)
     report.added, report.moved = reuse_stored_vectors(copies, plan, store, current)
     to_embed = [path for path in plan.new if path not in copies] + plan.changed
-    changed = set(plan.changed)
     logger.info("%d files: %d unchanged, %d to embed", len(unique), plan.unchanged, len(to_embed))
-    with (
-        BatchWriter(store, plan.record) as writer,
-        tqdm(total=len(to_embed), desc="indexing", unit="img", disable=not progress) as bar,
-    ):
-        for batch in iter_decoded_batches(
-            to_embed, batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
-        ):
-            report.failed.extend(batch.failures)
-            if len(batch.paths):
-                names = [p.as_posix() for p in batch.paths]
-                writer.add(names, embedder.embed_batch(batch.images))
-                report.updated += sum(1 for name in names if name in changed)
-                report.added += sum(1 for name in names if name not in changed)
-            bar.update(len(batch.paths) + len(batch.failures))
+    return PreparedRun(plan, report, to_embed, current)
+
+
+def finish_run(
+    run: PreparedRun,
+    store: ImageCollection,
+    prune_root: str | os.PathLike | None,
+    progress: bool,
+    started: float,
+) -> IndexReport:
+    """Prune, seal a large run so that searches use the index, and complete the report."""
+    report = run.report
     if prune_root is not None:
-        report.removed = prune_missing(store, prune_root, current, progress)
+        report.removed = prune_missing(store, prune_root, run.current, progress)
     if report.indexed >= SEAL_AFTER_ROWS:
         # Rows are durable in Milvus' write-ahead log and visible to reads at once, but searched
         # with Milvus' interim index until sealed and indexed; a seal costs a few seconds and makes
