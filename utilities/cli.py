@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--index", default="FLAT", help="FLAT, IVF_FLAT or HNSW (server)")
     evaluate.add_argument("--json", action="store_true")
 
+    serve = commands.add_parser(
+        "serve", parents=[_common_options(), model], help="the search web page and JSON API ([web] extra)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    serve.add_argument("--max-upload-mb", type=float, default=20, help="largest accepted upload (default 20)")
+
     demo = commands.add_parser(
         "demo", parents=[_common_options(DEMO_COLLECTION), model], help="index a small photo set and search it"
     )
@@ -313,6 +320,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from utilities.errors import ImageSearchError
+
+    try:
+        import uvicorn
+    except ImportError as error:
+        raise ImageSearchError(f"serve needs uvicorn ({error}): pip install 'milvus-image-similarity[web]'") from error
+    from utilities.web_app import create_app
+
+    app = create_app(_engine(args), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    print(f"serving collection {args.collection!r} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
@@ -322,6 +344,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "evaluate": cmd_evaluate,
     "demo": cmd_demo,
+    "serve": cmd_serve,
 }
 
 

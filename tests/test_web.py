@@ -1,0 +1,249 @@
+"""The web page and its JSON API, through a real `python -m utilities serve` over HTTP, and in a
+real headless Chromium (Debian's `chromium` and `chromium-driver`, which `.ci/run` installs).
+
+Set `WEB_SCREENSHOT=assets/web_page.png` to refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.conftest import ROOT, SAMPLES, SERVER_ENV, class_photos, run_cli
+
+PER_CLASS = 3
+TOKEN = "web-test-user:not-a-real-secret-4711"
+"""A token the page, the API and the logs must never show (the CI server has no authentication, so it is accepted)."""
+
+
+@dataclass
+class WebServer:
+    url: str
+    photos: list[Path]
+    process: subprocess.Popen
+    log: Path
+    backend: str
+
+    def get(self, path: str, **options) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **options)
+
+    def search(self, path: Path | None = None, k: int = 10, data: bytes | None = None, name: str = "q.jpg"):
+        content = path.read_bytes() if path is not None else data
+        return requests.post(self.url + "/api/search", files={"file": (name, content)}, data={"k": str(k)}, timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.server)])
+def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """`serve` running on a free port over 30 indexed photos (3 per class), on Lite or the server."""
+    work = tmp_path_factory.mktemp(f"web-{request.param}")
+    photos = []
+    for source in class_photos(PER_CLASS):
+        target = work / "photos" / source.parent.name / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        photos.append(target)
+    if request.param == "lite":
+        uri, collection, token = str(work / "milvus.db"), "web", []
+    else:
+        uri = os.environ.get(SERVER_ENV) or pytest.fail(f"{SERVER_ENV} is not set: run `bash .ci/run`")
+        collection, token = f"web_{os.getpid()}", ["--token", TOKEN]
+    common = ["--uri", uri, "--collection", collection, "--weights", "none", *token]
+    done = run_cli("index", str(work / "photos"), *common)
+    assert done.returncode == 0, done.stderr
+    port = _free_port()
+    log = work / "serve.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "utilities", "serve", *common, "--port", str(port), "--max-upload-mb", "1", "-v"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
+            start_new_session=True,  # its own process group, stopped by group below
+        )
+    server = WebServer(f"http://127.0.0.1:{port}", photos, process, log, request.param)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"serve exited: {log.read_text()[-3000:]}"
+        try:
+            if server.get("/api/info").status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        pytest.fail(f"serve did not answer within 180 s: {log.read_text()[-3000:]}")
+    yield server
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    if request.param == "server":
+        run_cli("drop", "--yes", *common)
+
+
+def test_info_describes_the_collection_and_never_the_token(web: WebServer) -> None:
+    info = web.get("/api/info").json()
+    assert info["count"] == len(web.photos)
+    assert info["dimension"] == 2048 and info["metric"] == "COSINE"
+    assert info["index_type"] and "random weights" in info["model"]
+    assert info["backend"] == ("Milvus Lite" if web.backend == "lite" else "Milvus server")
+    for path in ("/api/info", "/", "/openapi.json", "/static/app.js"):
+        assert TOKEN.split(":")[1] not in web.get(path).text
+    assert TOKEN.split(":")[1] not in web.log.read_text()
+
+
+def test_search_by_upload_returns_k_ranked_results_with_the_stored_copy_first(web: WebServer) -> None:
+    query = web.photos[4]
+    answer = web.search(query, k=5)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
+    distances = [r["distance"] for r in results]
+    assert distances == sorted(distances)
+    assert results[0]["path"] == query.as_posix() and distances[0] < 1e-4
+    assert all(isinstance(r["id"], str) and r["id"].lstrip("-").isdigit() for r in results)
+    assert all(r["thumbnail"] == f"/api/rows/{r['id']}/thumbnail" for r in results)
+
+
+def test_search_by_a_stored_row_and_its_files_by_id_only(web: WebServer) -> None:
+    first = web.search(SAMPLES / "cat.jpg", k=3).json()["results"]
+    row = first[1]
+    neighbours = web.get(f"/api/search/{row['id']}", params={"k": 4}).json()
+    assert neighbours["query"]["id"] == row["id"] and len(neighbours["results"]) == 4
+    assert neighbours["results"][0]["id"] == row["id"] and neighbours["results"][0]["distance"] < 1e-4
+
+    thumbnail = web.get(row["thumbnail"])
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumbnail.content)).size) <= 192
+    original = web.get(row["image"])
+    assert original.status_code == 200 and original.content == Path(row["path"]).read_bytes()
+
+    assert web.get("/api/search/12345").status_code == 404
+    assert web.get("/api/rows/12345/image").status_code == 404
+    for attempt in (
+        "/api/rows/..%2F..%2F..%2Fetc%2Fpasswd/image",
+        "/api/rows/%2Fetc%2Fpasswd/image",
+        "/api/rows/1e3/thumbnail",
+    ):
+        refused = web.get(attempt)
+        assert refused.status_code in (404, 422) and "root:" not in refused.text, attempt
+    escaped = web.get("/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd")
+    assert escaped.status_code == 404 and "root:" not in escaped.text
+
+
+def test_concurrent_searches_all_succeed_with_the_same_answer(web: WebServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [web.photos[0], web.photos[10], SAMPLES / "rocket.jpg"] * 4
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda path: (path, web.search(path, k=5)), queries))
+    assert all(answer.status_code == 200 for _, answer in answers)
+    by_query: dict[Path, set[tuple[str, ...]]] = {}
+    for path, answer in answers:
+        by_query.setdefault(path, set()).add(tuple(hit["id"] for hit in answer.json()["results"]))
+    assert all(len(orders) == 1 for orders in by_query.values()), by_query
+
+
+def test_bad_uploads_get_clear_errors(web: WebServer) -> None:
+    not_image = web.search(data=b"just some text, not a picture", name="notes.txt")
+    assert not_image.status_code == 400 and "notes.txt is not an image" in not_image.json()["detail"]
+    empty = web.search(data=b"", name="empty.jpg")
+    assert empty.status_code == 400 and "empty" in empty.json()["detail"]
+    big = web.search(data=b"\xff" * (2 * 1024 * 1024), name="big.jpg")  # the fixture allows 1 MB
+    assert big.status_code == 413 and "larger than 1 MB" in big.json()["detail"]
+    bomb = io.BytesIO()
+    Image.new("L", (14_000, 14_000)).save(bomb, "PNG")  # 196 M pixels, over twice Pillow's limit; 0.2 MB
+    refused = web.search(data=bomb.getvalue(), name="bomb.png")
+    assert refused.status_code == 400 and "decompression-bomb" in refused.json()["detail"]
+    assert web.search(SAMPLES / "coffee.jpg", k=0).status_code == 422
+    assert web.search(SAMPLES / "coffee.jpg", k=101).status_code == 422
+
+
+def test_openapi_docs_list_the_routes(web: WebServer) -> None:
+    assert web.get("/docs").status_code == 200
+    paths = web.get("/openapi.json").json()["paths"]
+    assert {"/api/search", "/api/search/{row_id}", "/api/info", "/api/rows/{row_id}/thumbnail"} <= set(paths)
+
+
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.fail(
+            "Chromium and its driver are needed for the browser test: "
+            "sudo apt-get install -y chromium chromium-driver (what `.ci/run` does)"
+        )
+    return browser, driver
+
+
+@pytest.mark.parametrize("web", ["lite"], indirect=True)  # the page once; the API tests cover the server
+def test_the_page_in_headless_chromium(web: WebServer, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,820"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    wait = WebDriverWait(driver, 60)
+    try:
+        driver.get(web.url + "/")
+        wait.until(lambda d: f"{len(web.photos)} images" in d.find_element(By.ID, "info").text)
+        Select(driver.find_element(By.ID, "k")).select_by_visible_text("5")
+        driver.find_element(By.ID, "file-input").send_keys(str(SAMPLES / "astronaut.jpg"))
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-searches") == "1")
+        results = driver.find_elements(By.CSS_SELECTOR, "#results .result")
+        assert len(results) == 5
+        assert "#1" in results[0].text and "astronaut" in results[0].text
+        assert wait.until(
+            lambda d: all(
+                d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+                for img in d.find_elements(By.CSS_SELECTOR, "#results img")
+            )
+        )
+        if os.environ.get("WEB_SCREENSHOT"):
+            driver.save_screenshot(str(ROOT / os.environ["WEB_SCREENSHOT"]))
+
+        clicked = results[2]
+        clicked_id = clicked.get_attribute("data-id")
+        clicked.click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-searches") == "2")
+        again = driver.find_elements(By.CSS_SELECTOR, "#results .result")
+        assert len(again) == 5 and again[0].get_attribute("data-id") == clicked_id
+        assert driver.find_element(By.ID, "query").get_attribute("data-id") == clicked_id
+
+        not_image = tmp_path / "notes.jpg"
+        not_image.write_text("not a picture")
+        driver.find_element(By.ID, "file-input").send_keys(str(not_image))
+        wait.until(lambda d: d.find_element(By.ID, "error").is_displayed())
+        assert "notes.jpg is not an image" in driver.find_element(By.ID, "error").text
+        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert all("/api/search" in entry["message"] for entry in severe), severe  # only the 400 just provoked
+        driver.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        driver.quit()

@@ -1,0 +1,117 @@
+// The search page: upload or drop an image, see its neighbours, click one to search by it.
+// Plain JavaScript, no build step, nothing fetched from outside this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let busy = false;
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+async function readJson(response) {
+  let body = null;
+  try { body = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    let detail = body && body.detail;
+    if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
+    throw new Error(detail || `the server answered ${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+async function loadInfo() {
+  try {
+    const info = await readJson(await fetch("/api/info"));
+    $("info").textContent =
+      `Collection ${info.collection}: ${info.count.toLocaleString()} images, ` +
+      `index ${info.index_type} (${info.metric}), model ${info.model}, ${info.backend} ${info.uri}`;
+  } catch (error) {
+    $("info").textContent = "";
+    showError(`Cannot read the collection: ${error.message}`);
+  }
+}
+
+function showQuery(source, caption) {
+  $("query").hidden = false;
+  $("query-preview").src = source;
+  $("query-caption").textContent = caption;
+}
+
+function render(data) {
+  const grid = $("results");
+  grid.replaceChildren();
+  for (const hit of data.results) {
+    const figure = document.createElement("figure");
+    figure.className = "result";
+    figure.tabIndex = 0;
+    figure.dataset.id = hit.id;
+    figure.title = hit.path;
+    const image = document.createElement("img");
+    image.src = hit.thumbnail;
+    image.alt = hit.name;
+    image.loading = "lazy";
+    const caption = document.createElement("figcaption");
+    for (const [cls, text] of [["rank", `#${hit.rank}`], ["distance", `distance ${hit.distance.toFixed(4)}`],
+                               ["name", hit.name]]) {
+      const span = document.createElement("span");
+      span.className = cls;
+      span.textContent = text;
+      caption.append(span);
+    }
+    figure.append(image, caption);
+    figure.addEventListener("click", () => searchRow(hit.id, hit.thumbnail, hit.name));
+    figure.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") searchRow(hit.id, hit.thumbnail, hit.name);
+    });
+    grid.append(figure);
+  }
+  $("status").textContent = `${data.results.length} nearest images (${(data.seconds * 1000).toFixed(0)} ms)`;
+  document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
+}
+
+async function run(request) {
+  if (busy) return;
+  busy = true;
+  showError("");
+  $("status").textContent = "Searching…";
+  try {
+    render(await readJson(await request()));
+  } catch (error) {
+    $("status").textContent = "";
+    showError(error.message);
+  } finally {
+    busy = false;
+  }
+}
+
+function searchFile(file) {
+  if (!file) return;
+  showQuery(URL.createObjectURL(file), file.name);
+  const form = new FormData();
+  form.append("file", file);
+  form.append("k", $("k").value);
+  run(() => fetch("/api/search", { method: "POST", body: form }));
+}
+
+function searchRow(id, thumbnail, name) {
+  showQuery(thumbnail, name);
+  $("query").dataset.id = id;
+  run(() => fetch(`/api/search/${encodeURIComponent(id)}?k=${$("k").value}`));
+}
+
+function setUp() {
+  const zone = $("drop-zone");
+  $("file-input").addEventListener("change", (event) => searchFile(event.target.files[0]));
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    searchFile(event.dataTransfer.files[0]);
+  });
+  loadInfo();
+}
+
+document.addEventListener("DOMContentLoaded", setUp);
