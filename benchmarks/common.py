@@ -102,3 +102,32 @@ def write_table(
     target = RESULTS / f"{name}.md"
     target.write_text(text, encoding="utf-8")
     return target
+
+
+def group_rss_mb(pgid: int) -> tuple[float, float]:
+    """Current and peak RSS summed over the processes of a process group (0, 0 if none)."""
+    now = peak = 0
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            text = (status.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        values = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        now += int(values.get("VmRSS", "0 kB").split()[0])
+        peak += int(values.get("VmHWM", "0 kB").split()[0])
+    return now / 1024, peak / 1024
+
+
+def folder_mb(folder: Path) -> float:
+    """Disk space the files under `folder` take (their allocated blocks), in MB."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_blocks * 512
+        except OSError:
+            continue
+    return total / 1024 / 1024

@@ -23,12 +23,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import write_table  # noqa: E402
+from benchmarks.common import folder_mb, group_rss_mb, write_table  # noqa: E402
 
 DIMENSION = 2048
 IMAGE_SIZE = 32
@@ -45,6 +47,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="where the files go (default: a temp dir)")
     parser.add_argument(
         "--seal-after", type=int, default=None, help="override pipeline.SEAL_AFTER_ROWS (a huge value: never seal)"
+    )
+    parser.add_argument(
+        "--server-index", default="HNSW", help="index created on the server before the first run (HNSW, FLAT...)"
+    )
+    parser.add_argument("--server-pgid", type=int, default=0, help="the server's process group, to report its RSS")
+    parser.add_argument("--server-data", type=Path, help="the server's data folder, to report its size on disk")
+    parser.add_argument(
+        "--baseline-max",
+        type=int,
+        default=0,
+        help="measure the plain-insert baseline only up to this many files; above, scale the smallest "
+        "count's per-row time (saves writing the rows twice; 0: always measure)",
     )
     parser.add_argument("--name", default="scale")
     args = parser.parse_args(argv)
@@ -150,16 +164,38 @@ def timed(function) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
-def measure(uri: str, folder: Path, paths: list[str], batch_size: int) -> dict[str, float]:
+def server_facts(args: argparse.Namespace) -> str:
+    """The server's RSS (now and peak, over its process group) and data folder size, where given."""
+    facts = []
+    if args.server_pgid:
+        now, peak = group_rss_mb(args.server_pgid)
+        facts.append(f"RSS {now:,.0f} MB (peak {peak:,.0f} MB)")
+    if args.server_data:
+        facts.append(f"data folder {folder_mb(args.server_data):,.0f} MB on disk")
+    return ", ".join(facts)
+
+
+def measure(
+    uri: str,
+    folder: Path,
+    paths: list[str],
+    batch_size: int,
+    server_index: str = "HNSW",
+    observe: Callable[[], str] | None = None,
+    baseline_per_file: float | None = None,
+) -> dict[str, Any]:
     from utilities.catalog import mapping_from_collection, save_mapping
     from utilities.milvus_store import ImageCollection
     from utilities.pipeline import index_paths
 
     count = len(paths)
-    results: dict[str, float] = {"plain insert": plain_insert_seconds(uri, paths)}
+    if baseline_per_file is None:
+        results: dict[str, Any] = {"plain insert": plain_insert_seconds(uri, paths)}
+    else:  # not measured at this size (disk): the smaller run's seconds per row, scaled
+        results = {"plain insert": baseline_per_file * count}
     embedder = near_free_embedder()
     store = ImageCollection.open(uri, name="bench_scale", dimension=DIMENSION, reset=True)
-    index_type = "FLAT" if store.target.is_lite else "HNSW"
+    index_type = "FLAT" if store.target.is_lite else server_index.upper()
     store.create_index(index_type)  # the user's index exists before the files arrive
     seconds, report = timed(lambda: index_paths(paths, store, embedder, batch_size, progress=False))
     assert report.added == count, report
@@ -200,6 +236,7 @@ def measure(uri: str, folder: Path, paths: list[str], batch_size: int) -> dict[s
         results["index"] += f" (ef={ef}: {found / (10 * len(queries)):.3f})"
     results["peak MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert store.count() == count
+    results["server"] = observe() if observe else ""
     store.drop()
     store.close()
     return results
@@ -220,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         [("server", args.server_uri)] if args.server_uri else []
     )
     rows: list[list[object]] = []
+    server_notes: list[str] = []
     try:
         for label, uri in backends:
             per_file: dict[int, dict[str, float]] = {}
@@ -228,7 +266,19 @@ def main(argv: list[str] | None = None) -> None:
                 started = time.perf_counter()
                 paths = make_files(folder, count)
                 print(f"{count} files ready in {time.perf_counter() - started:.0f} s", flush=True)
-                results = measure(uri, folder, paths, args.batch_size)
+                observe = (lambda: server_facts(args)) if label == "server" else None
+                estimated = bool(args.baseline_max and count > args.baseline_max and per_file)
+                baseline = per_file[min(per_file)]["plain insert"] / 1e6 if estimated else None
+                results = measure(uri, folder, paths, args.batch_size, args.server_index, observe, baseline)
+                if estimated:
+                    server_notes.append(
+                        f"{label}, {count:,} files: plain insert not measured (disk); the {min(per_file):,}-file "
+                        "run's time per row, scaled"
+                    )
+                if results.get("server"):
+                    server_notes.append(
+                        f"server with {count:,} rows, before the collection is dropped: {results['server']}"
+                    )
                 per_file[count] = {phase: results[phase] / count * 1e6 for phase in PHASES}
                 rows.append(
                     [label, f"{count:,}"]
@@ -269,11 +319,13 @@ def main(argv: list[str] | None = None) -> None:
             "(almost free), so only the package's and Milvus' own costs show.",
             "plain insert: MilvusClient.insert of the same rows, in requests of the package's byte budget.",
             "mapping: the whole id-to-path mapping read from the collection and written as CSV.",
-            "Recall: the collection's index (server HNSW M=16, efConstruction=200, searched with ef=128; Lite "
+            "Recall: the collection's index (server: --server-index, by default HNSW M=16, efConstruction=200 "
+            "searched with ef=128; Lite "
             "FLAT) was created before the first run; 100 of the files, embedded again, are searched right "
             "after that run, against the exact top 10 by cosine. The files form overlapping clusters of ~100.",
             "A ratio row divides the largest N's µs/file by the smallest N's.",
             "peak MB: ru_maxrss of the benchmark process (Milvus Lite runs its server in a child process).",
+            *server_notes,
         ],
         packages=["pymilvus", "milvus-lite", "numpy"],
     )

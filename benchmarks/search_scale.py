@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import write_table  # noqa: E402
+from benchmarks.common import group_rss_mb, write_table  # noqa: E402
 from benchmarks.search import COLUMNS, TOP_K, batch_qps, children_peak_mb, latencies, peak_self_mb, recall  # noqa: E402
 
 CENTRES = 1000
@@ -153,23 +153,6 @@ def faiss_rows(stream: ClusteredStream, queries: np.ndarray, truth: np.ndarray, 
     del index
     gc.collect()
     return rows
-
-
-def group_rss_mb(pgid: int) -> tuple[float, float]:
-    """Current and peak RSS summed over the processes of a process group (0, 0 if none)."""
-    now = peak = 0
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            text = (status.parent / "status").read_text()
-        except (OSError, IndexError, ValueError):
-            continue
-        values = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        now += int(values.get("VmRSS", "0 kB").split()[0])
-        peak += int(values.get("VmHWM", "0 kB").split()[0])
-    return now / 1024, peak / 1024
 
 
 def milvus_rows(uri: str, stream: ClusteredStream, queries: np.ndarray, truth: np.ndarray, args) -> list[list]:

@@ -184,7 +184,12 @@ def find_stored_copies(plan: Plan, store: ImageCollection, progress: bool = Fals
     """For each new file whose content is already stored (under another path), that row, with its vector.
 
     Hashes the new files in parallel (kept in `plan.hashes` for the write). Reads only.
+    When the collection is empty (no row found in planning, and an exact count of 0), no copy can
+    exist: nothing is hashed here, and each file is hashed as its row is written, in the writer
+    thread, beside the model (`Plan.record`), instead of in a pass before the first batch.
     """
+    if not plan.new or (plan.unchanged == 0 and not plan.changed and store.count() == 0):
+        return {}
     plan.hashes.update(hash_files(plan.new, progress=progress))
     by_hash = {record.content_hash: record for record in store.records_by_hash(list(plan.hashes.values()), True)}
     return {path: by_hash[plan.hashes[path]] for path in plan.new if plan.hashes[path] in by_hash}
