@@ -67,8 +67,9 @@ class RayOptions:
         embed_resources: Custom resources each actor needs.
         separate_decoding: Decode in CPU tasks of their own, beside the actors. None: when the
             actors have GPUs (or `decode_resources` place decoding elsewhere). Otherwise Ray Data
-            fuses decoding into the actors, which was faster on a 2-core machine, where the model
-            already uses every core (see `benchmarks/results/ray-indexing.md`).
+            fuses decoding into the actors: on a 2-core machine, where the model already uses every
+            core, fused measured 0.82-0.86 of the single-process speed and separate 0.76-0.86
+            (`benchmarks/results/ray-indexing.md`).
 
     Example:
         >>> RayOptions(address="auto", embed_actors=4).embed_actors
