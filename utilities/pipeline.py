@@ -304,10 +304,12 @@ class PreparedRun:
     to_embed: list[str]
     current: set[int]
 
+    def __post_init__(self) -> None:
+        self._changed = set(self.plan.changed)  # built once, not per batch
+
     def count_written(self, paths: Sequence[str]) -> None:
         """Count written files in the report: changed ones as updated, the others as added."""
-        changed = set(self.plan.changed)
-        updated = sum(1 for path in paths if path in changed)
+        updated = sum(1 for path in paths if path in self._changed)
         self.report.updated += updated
         self.report.added += len(paths) - updated
 
