@@ -2,9 +2,9 @@
 
 Memory stays bounded by the batch size. Runs are idempotent and resumable: ids
 come from the paths, files already in the collection are skipped before any
-decoding, and every batch is written (upserted) as soon as it is embedded, so an
-interrupted run loses at most the batch in flight and a re-run finishes the rest.
-Embedding the next batch overlaps with writing the previous one.
+decoding, and embedded rows are written (upserted) within about a second, in requests of
+the backend's size (`batch_writer`), so an interrupted run loses a few seconds of work at most
+and a re-run finishes the rest. Decoding and embedding overlap with writing.
 """
 
 from __future__ import annotations
