@@ -317,7 +317,37 @@ def test_long_passes_show_progress(
         assert all(record.content_hash for page in store.iter_records() for record in page)
         shutil.copy2(class_photos(2)[1], photo_folder / "new.jpg")
         index_folder(photo_folder, store, mean_colour, progress=True)
-        assert "hashing: " in capsys.readouterr().err
+        shown = capsys.readouterr().err
+        assert "hashing: " in shown
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_planning_reads_nothing_but_a_count_from_an_empty_collection(
+    backend: str, collection_name: str, photo_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from utilities import pipeline
+
+    store = ImageCollection.open(backend, name=collection_name, dimension=3)
+    try:
+        files = sorted(str(p) for p in photo_folder.rglob("*.jpg"))
+        lookups, read = [], store.records
+        monkeypatch.setattr(store, "records", lambda *args, **kwargs: lookups.append(args) or read(*args, **kwargs))
+        plan = pipeline.plan_run([stored_path(p) for p in files], store)
+        assert (plan.stored_rows, plan.unchanged, plan.changed, lookups) == (0, 0, [], [])
+        assert plan.new == [stored_path(p) for p in files]
+        monkeypatch.undo()
+        index_folder(photo_folder, store, _mean_colour(), progress=False)
+        changed, unchanged = files[0], files[1:4]
+        Path(changed).write_bytes(Path(changed).read_bytes() + b"\0")  # a new size
+        new = photo_folder / "new.jpg"
+        shutil.copy2(class_photos(2)[1], new)
+        plan = pipeline.plan_run([stored_path(p) for p in [changed, *unchanged, str(new)]], store)
+        assert plan.stored_rows == 10
+        assert plan.new == [stored_path(new)]
+        assert plan.changed == [stored_path(changed)]
+        assert plan.unchanged == 3
     finally:
         store.drop()
         store.close()
