@@ -175,22 +175,22 @@ def plan_run(paths: list[str], store: ImageCollection, progress: bool = False) -
 
 
 def plan_by_ids(plan: Plan, paths: Sequence[str], store: ImageCollection) -> None:
-    """Sort files (stat'ed already) by looking up their ids, `PLAN_FILES_PER_STEP` a request.
+    """Sort one step of files (stat'ed already) by looking up their ids in one read.
 
     Session consistency (`collection_rows.RECENT`): the Strong count of `plan_run` has brought the
     server up to date, and a row written since by another process that looks missing only costs
     an upsert of the same id.
     """
-    for part in chunked(paths, PLAN_FILES_PER_STEP):
-        stored = {record.id: record for record in store.records([path_id(p) for p in part], consistency=RECENT)}
-        for path in part:
-            record = stored.get(path_id(path))
-            if record is None:
-                plan.new.append(path)
-            elif record.stat == plan.stats[path]:
-                plan.unchanged += 1
-            else:
-                plan.changed.append(path)
+    ids = [path_id(path) for path in paths]
+    stored = {record.id: record for record in store.records(ids, consistency=RECENT)}
+    for path, file_id in zip(paths, ids, strict=True):
+        record = stored.get(file_id)
+        if record is None:
+            plan.new.append(path)
+        elif record.stat == plan.stats[path]:
+            plan.unchanged += 1
+        else:
+            plan.changed.append(path)
 
 
 def find_stored_copies(plan: Plan, store: ImageCollection, progress: bool = False) -> dict[str, ImageRecord]:
