@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.images_factory import gradient, make_bad_files, make_odd_good_files
 from utilities.errors import ImageLoadError
-from utilities.images import decode_for_model, find_images, load_image, to_model_input
+from utilities.images import decode_for_model, find_image_files, find_images, load_image, to_model_input
 
 
 def test_find_images_is_recursive_case_insensitive_and_sorted(tmp_path: Path) -> None:
@@ -19,6 +19,21 @@ def test_find_images_is_recursive_case_insensitive_and_sorted(tmp_path: Path) ->
     (tmp_path / "folder.jpg").mkdir()
     found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
     assert found == ["a/x.Jpeg", "a/y.png", "b/z.JPG", "c.TIFF", "d/e/f.webp"]
+
+
+def test_find_image_files_gives_the_same_files_as_strings(tmp_path: Path) -> None:
+    for name in ("b/x.jpg", "a.b/y.PNG", "a/z.jpeg", "a.jpg", "a-1.png", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    files = find_image_files(tmp_path)
+    assert files == [p.as_posix() for p in find_images(tmp_path)]
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == [
+        "a-1.png",
+        "a.b/y.PNG",
+        "a.jpg",
+        "a/z.jpeg",
+        "b/x.jpg",
+    ]
 
 
 def test_find_images_does_not_follow_a_symlink_loop(tmp_path: Path) -> None:

@@ -310,15 +310,17 @@ def test_long_passes_show_progress(
     try:
         index_folder(photo_folder, store, mean_colour, progress=True, prune=True)
         shown = capsys.readouterr().err
-        for step in ("planning", "indexing", "prune"):
+        for step in ("indexing", "prune"):
             assert f"{step}: " in shown, f"no {step} progress bar in {shown!r}"
+        # one bar for planning and indexing, with the files planned so far
+        assert "planned=10/10" in shown
         # an empty collection holds no copies to look for: the files were hashed as they were written
         assert "hashing: " not in shown
         assert all(record.content_hash for page in store.iter_records() for record in page)
         shutil.copy2(class_photos(2)[1], photo_folder / "new.jpg")
         index_folder(photo_folder, store, mean_colour, progress=True)
         shown = capsys.readouterr().err
-        assert "hashing: " in shown
+        assert "planned=11/11" in shown and "11/11 [" in shown, shown
     finally:
         store.drop()
         store.close()
@@ -327,27 +329,31 @@ def test_long_passes_show_progress(
 def test_planning_reads_nothing_but_a_count_from_an_empty_collection(
     backend: str, collection_name: str, photo_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from utilities import pipeline
+    from utilities import planning
 
     store = ImageCollection.open(backend, name=collection_name, dimension=3)
     try:
         files = sorted(str(p) for p in photo_folder.rglob("*.jpg"))
-        lookups, read = [], store.records
-        monkeypatch.setattr(store, "records", lambda *args, **kwargs: lookups.append(args) or read(*args, **kwargs))
-        plan = pipeline.plan_run([stored_path(p) for p in files], store)
+        lookups, read = [], store.file_stats
+        monkeypatch.setattr(store, "file_stats", lambda ids, *rest: lookups.append(list(ids)) or read(ids, *rest))
+        plan = planning.plan_run([stored_path(p) for p in files], store)
         assert (plan.stored_rows, plan.unchanged, plan.changed, lookups) == (0, 0, [], [])
         assert plan.new == [stored_path(p) for p in files]
-        monkeypatch.undo()
         index_folder(photo_folder, store, _mean_colour(), progress=False)
         changed, unchanged = files[0], files[1:4]
         Path(changed).write_bytes(Path(changed).read_bytes() + b"\0")  # a new size
         new = photo_folder / "new.jpg"
         shutil.copy2(class_photos(2)[1], new)
-        plan = pipeline.plan_run([stored_path(p) for p in [changed, *unchanged, str(new)]], store)
+        # steps of 2 files: 3 lookups, two of them in flight at a time, answers sorted in order
+        monkeypatch.setattr(planning, "PLAN_FILES_PER_STEP", 2)
+        planned = [stored_path(p) for p in [unchanged[0], changed, *unchanged[1:], str(new)]]
+        plan = planning.plan_run(planned, store)
+        assert [len(ids) for ids in lookups] == [2, 2, 1]
         assert plan.stored_rows == 10
         assert plan.new == [stored_path(new)]
         assert plan.changed == [stored_path(changed)]
         assert plan.unchanged == 3
+        assert list(plan.stats) == planned
     finally:
         store.drop()
         store.close()

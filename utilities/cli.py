@@ -180,11 +180,11 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from utilities.images import find_images
+    from utilities.images import find_image_files
     from utilities.pipeline import shard_paths
 
     engine = _engine(args)
-    files = find_images(args.folder)
+    files = find_image_files(args.folder)
     failures = args.failures
     ray = None
     if args.ray is not None:

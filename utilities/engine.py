@@ -22,7 +22,7 @@ from utilities.config import DEFAULT_COLLECTION, resolve_target
 from utilities.embeddings import Embedder, ResNet50Embedder
 from utilities.errors import CollectionNotFoundError
 from utilities.ids import path_id, stored_path
-from utilities.images import find_images
+from utilities.images import find_image_files, find_images
 from utilities.milvus_store import ImageCollection
 
 logger = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class ImageSearchEngine:
             >>> engine = ImageSearchEngine("http://milvus:19530")  # doctest: +SKIP
             >>> engine.index_folder("/mnt/photos", ray=RayOptions(address="auto", embed_actors=4))  # doctest: +SKIP
         """
-        return self.index_files(find_images(folder), save_mapping, prune_root=folder if prune else None, ray=ray)
+        return self.index_files(find_image_files(folder), save_mapping, prune_root=folder if prune else None, ray=ray)
 
     def index_files(
         self,

@@ -22,8 +22,24 @@ def stored_path(path: str | os.PathLike) -> str:
     Example:
         >>> stored_path("/data/cats/a.jpg")
         '/data/cats/a.jpg'
+        >>> stored_path("/data//cats/./a.jpg/")
+        '/data/cats/a.jpg'
     """
+    if isinstance(path, str) and _is_stored_form(path):
+        return path  # already what pathlib would give: 0.3 µs instead of 4 a file, at millions of files
     return Path(path).expanduser().absolute().as_posix()
+
+
+def _is_stored_form(path: str) -> bool:
+    """Whether `path` is an absolute POSIX path that pathlib would leave as it is (no `//`, `/./`, trailing `/`)."""
+    return (
+        os.sep == "/"
+        and path.startswith("/")
+        and not path.startswith("//")
+        and "//" not in path
+        and "/./" not in path
+        and not path.endswith(("/", "/."))
+    )
 
 
 def path_id(path: str) -> int:

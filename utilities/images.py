@@ -33,7 +33,7 @@ _BACKGROUND = (255, 255, 255)
 
 def is_image_name(path: str | os.PathLike) -> bool:
     """Tell whether a file name has one of the `IMAGE_EXTENSIONS` (any case)."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
@@ -56,11 +56,27 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     Example:
         >>> paths = find_images("../shared/data/imagenet-samples")  # doctest: +SKIP
     """
+    return [Path(path) for path in find_image_files(folder)]
+
+
+def find_image_files(folder: str | os.PathLike) -> list[str]:
+    """`find_images` as absolute path strings, in the same order (indexing uses these).
+
+    Building a `Path` for each file costs about 6 µs, which a million files turn into
+    seconds: the strings are what the pipeline stores anyway (`ids.stored_path`).
+
+    Raises:
+        NotADirectoryError: If `folder` does not exist or is not a directory.
+    """
     root = Path(folder).expanduser().absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"image folder {str(root)!r} does not exist or is not a directory")
-    found = [Path(dirpath) / name for dirpath, _dirs, files in os.walk(root) for name in files if is_image_name(name)]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    # Every path starts with the root and a separator, so sorting the whole strings sorts them by
+    # their path relative to the root.
+    found = [
+        os.path.join(dirpath, name) for dirpath, _dirs, files in os.walk(root) for name in files if is_image_name(name)
+    ]
+    return sorted(found)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

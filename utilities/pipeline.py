@@ -4,7 +4,8 @@ Memory stays bounded by the batch size. Runs are idempotent and resumable: ids
 come from the paths, files already in the collection are skipped before any
 decoding, and embedded rows are written (upserted) within about a second, in requests of
 the backend's size (`batch_writer`), so an interrupted run loses a few seconds of work at most
-and a re-run finishes the rest. Decoding and embedding overlap with writing.
+and a re-run finishes the rest. Planning (`planning`) runs in a thread a few steps ahead of
+decoding, and decoding and embedding overlap with writing.
 """
 
 from __future__ import annotations
@@ -12,25 +13,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from utilities.background import iter_in_background
 from utilities.batch_writer import BatchWriter
-from utilities.chunks import chunked
-from utilities.collection_rows import RECENT
 from utilities.embeddings import Embedder
 from utilities.errors import CollectionMismatchError
-from utilities.hashing import file_hash, hash_files
 from utilities.ids import path_id, stored_path
-from utilities.images import find_images
+from utilities.images import find_image_files
 from utilities.index_report import IndexReport
 from utilities.milvus_store import ImageCollection
+from utilities.planning import Plan, PlannedStep, iter_planned_steps
 from utilities.reader import LoadFailure, iter_decoded_batches
-from utilities.records import ImageRecord
 
 __all__ = [
     "EmbeddedImages",
@@ -42,12 +41,13 @@ __all__ = [
     "index_paths",
     "prepare_run",
     "shard_paths",
+    "start_run",
 ]
 
 logger = logging.getLogger(__name__)
 
-PLAN_FILES_PER_STEP = 10_000
-"""Files stat'ed and looked up by id per step of planning (one request to Milvus each)."""
+PLANNED_STEPS_AHEAD = 2
+"""Steps of planning (`planning.PLAN_FILES_PER_STEP` files each) that may wait, planned, for the decoder."""
 
 SEAL_AFTER_ROWS = 10_000
 """A run that wrote at least this many rows seals them at its end (`ImageCollection.seal`) and waits
@@ -72,14 +72,6 @@ class EmbeddedImages:
     failures: list[LoadFailure] = field(default_factory=list)
 
 
-def _file_stats(path: str) -> tuple[int, int]:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return 0, 0
-    return int(status.st_size), int(status.st_mtime_ns)
-
-
 def embed_paths(
     paths: Sequence[str | os.PathLike],
     embedder: Embedder,
@@ -102,7 +94,7 @@ def embed_paths(
         The vectors aligned with the paths that decoded, and the failures.
 
     Example:
-        >>> result = embed_paths(find_images("photos"), ResNet50Embedder())  # doctest: +SKIP
+        >>> result = embed_paths(find_image_files("photos"), ResNet50Embedder())  # doctest: +SKIP
         >>> result.vectors.shape  # doctest: +SKIP
         (120, 2048)
     """
@@ -120,116 +112,6 @@ def embed_paths(
             bar.update(len(batch.paths) + len(batch.failures))
     vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
     return EmbeddedImages(paths=kept, vectors=vectors, failures=failures)
-
-
-@dataclass
-class Plan:
-    """What a run does with each file, decided before any decoding.
-
-    Attributes:
-        stats: `(size, mtime_ns)` of every file.
-        hashes: Content hashes computed so far (of the new files; each file is read once).
-        new: Files with no row yet: embedded, or given the vector of a stored copy.
-        changed: Files whose size or modification time differ from their row: embedded again.
-        unchanged: How many files match their row: skipped.
-        stored_rows: Rows in the collection when the run was planned (an exact count).
-    """
-
-    stats: dict[str, tuple[int, int]]
-    stored_rows: int = 0
-    hashes: dict[str, str] = field(default_factory=dict)
-    new: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-
-    def record(self, path: str, vector: np.ndarray) -> ImageRecord:
-        """The row to write for `path` (hashing it now if the plan has not yet)."""
-        size, mtime_ns = self.stats.get(path, (0, 0))
-        digest = self.hashes.get(path) or file_hash(path)  # changed files were not hashed yet
-        return ImageRecord(path_id(path), path, size, mtime_ns, digest, vector)
-
-
-def plan_run(paths: list[str], store: ImageCollection, progress: bool = False) -> Plan:
-    """Sort files into new, changed and unchanged by their rows' size and modification time.
-
-    One exact count comes first (Strong: after a server restart a fresh client's Session read can
-    run ahead of the server's replay of its log and see no rows). With no row stored every file
-    is new and nothing more is read (a first run into an empty collection); otherwise the files'
-    ids are looked up (`plan_by_ids`).
-
-    Reading every row in pages instead was measured slower up to 100,000 rows on the server
-    (unchanged re-run 98 and 65 µs/file against 28 by id, `benchmarks/results/scale-server-read-all-rows.md`),
-    and about even at 400,000; lookups by id cost 70 µs/file at 1.28 M rows, where the mapping read
-    its pages at 20 µs/row (not measured for planning).
-    """
-    plan = Plan(stats={}, stored_rows=store.count())
-    with tqdm(total=len(paths), desc="planning", unit="file", disable=not progress) as bar:
-        for part in chunked(paths, PLAN_FILES_PER_STEP):
-            plan.stats.update((path, _file_stats(path)) for path in part)
-            if plan.stored_rows == 0:
-                plan.new.extend(part)
-            else:
-                plan_by_ids(plan, part, store)
-            bar.update(len(part))
-    return plan
-
-
-def plan_by_ids(plan: Plan, paths: Sequence[str], store: ImageCollection) -> None:
-    """Sort one step of files (stat'ed already) by looking up their ids in one read.
-
-    Session consistency (`collection_rows.RECENT`): the Strong count of `plan_run` has brought the
-    server up to date, and a row written since by another process that looks missing only costs
-    an upsert of the same id.
-    """
-    ids = [path_id(path) for path in paths]
-    stored = {record.id: record for record in store.records(ids, consistency=RECENT)}
-    for path, file_id in zip(paths, ids, strict=True):
-        record = stored.get(file_id)
-        if record is None:
-            plan.new.append(path)
-        elif record.stat == plan.stats[path]:
-            plan.unchanged += 1
-        else:
-            plan.changed.append(path)
-
-
-def find_stored_copies(plan: Plan, store: ImageCollection, progress: bool = False) -> dict[str, ImageRecord]:
-    """For each new file whose content is already stored (under another path), that row, with its vector.
-
-    Hashes the new files in parallel (kept in `plan.hashes` for the write). Reads only.
-    When the collection is empty (`plan.stored_rows == 0`), no copy can exist: nothing is hashed
-    here, and each file is hashed as its row is written, in a writer thread, beside the model
-    (`Plan.record`), instead of in a pass before the first batch.
-    """
-    if not plan.new or plan.stored_rows == 0:
-        return {}
-    plan.hashes.update(hash_files(plan.new, progress=progress))
-    by_hash = {record.content_hash: record for record in store.records_by_hash(list(plan.hashes.values()), True)}
-    return {path: by_hash[plan.hashes[path]] for path in plan.new if plan.hashes[path] in by_hash}
-
-
-def reuse_stored_vectors(
-    copies: dict[str, ImageRecord], plan: Plan, store: ImageCollection, current: set[int]
-) -> tuple[int, int]:
-    """Write each new file with its stored copy's vector, and delete the copies whose file is gone.
-
-    Args:
-        copies: From `find_stored_copies`.
-        plan: The run's plan (sizes, times and hashes of the new files).
-        store: The collection.
-        current: Ids of every file of this run (never deleted).
-
-    Returns:
-        `(added, moved)`: files that got a copy's vector, and among them those whose copy was
-        deleted because its file is gone (a moved or renamed file).
-    """
-    if not copies:
-        return 0, 0
-    store.write([plan.record(path, copy.vector) for path, copy in copies.items()])
-    gone = {copy.id for copy in copies.values() if not os.path.exists(copy.path)} - current
-    store.delete(sorted(gone))
-    moved = sum(1 for copy in copies.values() if copy.id in gone)
-    return len(copies) - moved, moved
 
 
 def prune_missing(store: ImageCollection, root: str | os.PathLike, current: set[int], progress: bool = False) -> int:
@@ -266,13 +148,17 @@ def index_paths(
     folder is not embedded again); unchanged files are skipped. With `prune_root`,
     rows under that folder whose file is gone are deleted.
 
+    Planning runs in a thread ahead of decoding (`planning.iter_planned_steps`): the first
+    files are decoded once the first step of 10,000 is planned, while Milvus answers the
+    lookups of the next steps.
+
     Args:
         paths: Image files (duplicates are ignored).
         store: The target collection; its dimension must equal `embedder.dimension`.
         embedder: Any `Embedder`.
         batch_size: Images per model call and per write.
         workers: Decoding workers.
-        progress: Show a tqdm bar.
+        progress: Show a tqdm bar (over every file: skipped ones count as they are planned).
         prune_root: Delete rows under this folder whose files no longer exist.
         decoder: `"thread"`, `"process"` or `"gpu"`; see `reader.iter_decoded_batches`.
 
@@ -283,14 +169,22 @@ def index_paths(
         CollectionMismatchError: The embedder's dimension differs from the collection's.
     """
     started = time.perf_counter()
-    run = prepare_run(paths, store, embedder, progress)
+    run, steps = start_run(paths, store, embedder)
     report = run.report
     with (
         BatchWriter(store, run.plan.record) as writer,
-        tqdm(total=len(run.to_embed), desc="indexing", unit="img", disable=not progress) as bar,
+        tqdm(total=run.files, desc="indexing", unit="file", disable=not progress) as bar,
     ):
+
+        def files_to_embed() -> Iterator[str]:
+            for step in iter_in_background(steps, PLANNED_STEPS_AHEAD, name="planning"):
+                run.settle(step)
+                bar.update(step.settled)
+                bar.set_postfix(planned=f"{run.planned:,}/{run.files:,}", refresh=False)
+                yield from step.to_embed
+
         for batch in iter_decoded_batches(
-            run.to_embed, batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
+            files_to_embed(), batch_size, embedder.image_size, workers, decoder=decoder, reuse_buffers=True
         ):
             report.failed.extend(batch.failures)
             if len(batch.paths):
@@ -303,36 +197,45 @@ def index_paths(
 
 @dataclass
 class PreparedRun:
-    """An indexing run after planning, before any decoding: what is left to embed.
+    """An indexing run being planned: its plan, its report so far, and what it leaves to embed.
 
     Attributes:
         plan: The `Plan` (sizes, times and hashes of the files).
         report: The run's report so far (unchanged, and the files given a stored copy's vector).
-        to_embed: Files to decode and embed (new ones without a stored copy, then changed ones).
         current: Ids of every file of the run (never pruned).
+        files: How many files the run covers.
+        to_embed: Files to decode and embed, once `prepare_run` has planned them all.
+        changed: The changed files planned so far (their rows are replaced: counted as updated).
+        planned: Files planned so far.
     """
 
     plan: Plan
     report: IndexReport
-    to_embed: list[str]
     current: set[int]
+    files: int
+    to_embed: list[str] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    planned: int = 0
 
-    def __post_init__(self) -> None:
-        self._changed = set(self.plan.changed)  # built once, not per batch
+    def settle(self, step: PlannedStep) -> None:
+        """Count a planned step: its skipped files and copies in the report, its changed files."""
+        self.report.unchanged += step.unchanged
+        self.report.added += step.added
+        self.report.moved += step.moved
+        self.changed.update(step.changed)
+        self.planned += step.settled + len(step.to_embed)
 
     def count_written(self, paths: Sequence[str]) -> None:
         """Count written files in the report: changed ones as updated, the others as added."""
-        updated = sum(1 for path in paths if path in self._changed)
+        updated = sum(1 for path in paths if path in self.changed)
         self.report.updated += updated
         self.report.added += len(paths) - updated
 
 
-def prepare_run(
-    paths: Sequence[str | os.PathLike], store: ImageCollection, embedder: Embedder, progress: bool = True
-) -> PreparedRun:
-    """Check the collection, plan the run and give new files the vectors of stored copies.
-
-    The first half of `index_paths`, shared with `ray_indexing` (the second is `finish_run`).
+def start_run(
+    paths: Sequence[str | os.PathLike], store: ImageCollection, embedder: Embedder
+) -> tuple[PreparedRun, Iterator[PlannedStep]]:
+    """Check the collection, count its rows, and return the run with its steps of planning, not started.
 
     Raises:
         CollectionMismatchError: The embedder's dimension differs from the collection's.
@@ -343,14 +246,34 @@ def prepare_run(
             f"{store.dimension}-d vectors; use another collection name or reset it"
         )
     unique = list(dict.fromkeys(stored_path(p) for p in paths))
-    current = {path_id(p) for p in unique}
-    plan = plan_run(unique, store, progress)
-    report = IndexReport(unchanged=plan.unchanged, collection=store.name)
-    copies = find_stored_copies(plan, store, progress)
-    report.added, report.moved = reuse_stored_vectors(copies, plan, store, current)
-    to_embed = [path for path in plan.new if path not in copies] + plan.changed
-    logger.info("%d files: %d unchanged, %d to embed", len(unique), plan.unchanged, len(to_embed))
-    return PreparedRun(plan, report, to_embed, current)
+    ids = [path_id(p) for p in unique]
+    current = set(ids)
+    # One exact count first (Strong: after a server restart a fresh client's Session read can run
+    # ahead of the server's replay of its log and see no rows); 0 rows: nothing more is read.
+    plan = Plan(stats={}, stored_rows=store.count())
+    run = PreparedRun(plan, IndexReport(collection=store.name), current, len(unique))
+    return run, iter_planned_steps(plan, unique, ids, store, current)
+
+
+def prepare_run(
+    paths: Sequence[str | os.PathLike], store: ImageCollection, embedder: Embedder, progress: bool = True
+) -> PreparedRun:
+    """Plan the whole run before any decoding (for `ray_indexing`, which needs every file up front).
+
+    The first half of a run, with `finish_run` the second; `index_paths` plans in a thread instead,
+    while it decodes.
+
+    Raises:
+        CollectionMismatchError: The embedder's dimension differs from the collection's.
+    """
+    run, steps = start_run(paths, store, embedder)
+    with tqdm(total=run.files, desc="planning", unit="file", disable=not progress) as bar:
+        for step in steps:
+            run.settle(step)
+            run.to_embed.extend(step.to_embed)
+            bar.update(step.settled + len(step.to_embed))
+    logger.info("%d files: %d unchanged, %d to embed", run.files, run.report.unchanged, len(run.to_embed))
+    return run
 
 
 def finish_run(
@@ -429,5 +352,5 @@ def index_folder(
         imagenet_collection: indexed 120, already present 0, failed 1 (14.2 s)
     """
     return index_paths(
-        find_images(folder), store, embedder, batch_size, workers, progress, prune_root=folder if prune else None
+        find_image_files(folder), store, embedder, batch_size, workers, progress, prune_root=folder if prune else None
     )
