@@ -144,3 +144,44 @@ def test_a_run_that_changes_nothing_leaves_the_mapping_file_alone(tmp_path: Path
         engine.mapping_path.unlink()
         engine.index_folder(photo_folder)
         assert len(load_mapping(engine.mapping_path)) == 10  # a missing file is written again
+
+
+def test_a_run_patches_the_mapping_file_with_its_rows_and_rebuilds_a_stale_one(
+    backend: str, collection_name: str, embedder, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from utilities import catalog
+
+    reads: list[int] = []
+    read_all = catalog.mapping_from_collection
+    monkeypatch.setattr(catalog, "mapping_from_collection", lambda *a, **k: reads.append(1) or read_all(*a, **k))
+    engine = ImageSearchEngine(uri=backend, collection_name=collection_name, embedder=embedder, progress=False)
+    engine.create_collection(reset=True)
+    try:
+        engine.index_folder(photo_folder)
+        assert reads == []  # a first run into an empty collection: its own rows are the mapping
+        photos = sorted(photo_folder.rglob("*.jpg"))
+        shutil.copy2(photos[0], photo_folder / "copy.jpg")  # a copy: the stored vector, a new row
+        photos[1].rename(photo_folder / "moved.jpg")  # moved: the old row goes, a new one comes
+        photos[2].write_bytes(photos[2].read_bytes() + b"\0")  # changed: the row is replaced
+        photos[3].unlink()  # gone: pruned
+        report = engine.index_folder(photo_folder, prune=True)
+        assert (report.added, report.moved, report.updated, report.removed) == (1, 1, 1, 1)
+        assert reads == []
+        check = catalog.verify_mapping(engine.store, engine.mapping_path)
+        assert check.consistent and check.rows == 10, check
+        saved = load_mapping(engine.mapping_path)
+        assert saved.to_dict("list") == read_all(engine.store).to_dict("list")
+        # a file missing rows (written by another process, say) is rebuilt from the collection
+        reads.clear()  # verify_mapping read it
+        lines = engine.mapping_path.read_text(encoding="utf-8").splitlines()
+        engine.mapping_path.write_text("\n".join(lines[:-2]) + "\n", encoding="utf-8")
+        shutil.copy2(photos[4], photo_folder / "another copy.jpg")
+        engine.index_folder(photo_folder)
+        assert reads == [1]
+        assert catalog.verify_mapping(engine.store, engine.mapping_path).consistent
+    finally:
+        engine.drop()
+        engine.close()
+        engine.mapping_path.unlink(missing_ok=True)

@@ -7,10 +7,11 @@ can always be rebuilt from it with `mapping_from_collection`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from utilities.collection_rows import PAGE_ROWS
 from utilities.config import MilvusTarget
 from utilities.locks import FileLock, lock_path_beside
 from utilities.milvus_store import ImageCollection
+
+logger = logging.getLogger(__name__)
 
 MAPPING_COLUMNS = ["id", "path", "file_size", "mtime_ns"]
 
@@ -46,8 +49,7 @@ def mapping_from_collection(
         for page in store.iter_records(batch_size):
             rows += [(record.id, record.path, record.file_size, record.mtime_ns) for record in page]
             bar.update(len(page))
-    frame = pd.DataFrame(rows, columns=MAPPING_COLUMNS)
-    frame = frame.astype({"id": "int64", "path": "string", "file_size": "int64", "mtime_ns": "int64"})
+    frame = _mapping_frame(rows)
     return frame.sort_values("path", kind="stable").reset_index(drop=True)
 
 
@@ -82,6 +84,67 @@ def save_mapping(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return destination
+
+
+def update_mapping(
+    store: ImageCollection,
+    path: str | os.PathLike,
+    written_rows: Sequence[tuple[int, str, int, int]],
+    deleted_ids: Sequence[int],
+    progress: bool = False,
+) -> Path:
+    """Patch a saved mapping with one run's changes, instead of reading the whole collection again.
+
+    Under the mapping's lock, the file is read (a missing one counts as empty), the rows the
+    run deleted or wrote are dropped from it, the written ones are added, and the result is
+    written back, sorted by path, if it holds as many rows as the collection (an exact count).
+    Otherwise (a file that cannot be read, or rows written by another process and missing from
+    it) the mapping is rebuilt from the collection, as `mapping_from_collection` reads it.
+
+    Args:
+        store: The collection.
+        path: The mapping file (CSV or Parquet).
+        written_rows: `(id, path, file_size, mtime_ns)` of the rows the run wrote (`IndexReport.written_rows`).
+        deleted_ids: Ids of the rows the run deleted (`IndexReport.deleted_ids`).
+        progress: Show a progress bar if the collection has to be read.
+
+    Returns:
+        The written path.
+
+    Example:
+        >>> update_mapping(store, "db/images.mapping.csv", report.written_rows, report.deleted_ids)  # doctest: +SKIP
+    """
+    destination = Path(path)
+    with mapping_lock(destination):
+        frame = _patched_mapping(destination, written_rows, deleted_ids)
+        if frame is None or len(frame) != store.count():
+            frame = mapping_from_collection(store, progress=progress)
+        return save_mapping(frame, destination)
+
+
+def _patched_mapping(
+    path: Path, written_rows: Sequence[tuple[int, str, int, int]], deleted_ids: Sequence[int]
+) -> pd.DataFrame | None:
+    """The saved mapping with a run's changes applied, or None if the file cannot be read as one."""
+    try:
+        saved = load_mapping(path) if path.exists() else _mapping_frame([])
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as error:
+        logger.warning("mapping %s cannot be read (%s): rebuilding it from the collection", path, error)
+        return None
+    if list(saved.columns) != MAPPING_COLUMNS:
+        return None
+    written = _mapping_frame(written_rows).drop_duplicates("id", keep="last")
+    kept = saved[~saved["id"].isin(set(written["id"].tolist()) | set(deleted_ids))]
+    frame = pd.concat([_mapping_frame_types(kept), written], ignore_index=True)
+    return frame.sort_values("path", kind="stable").reset_index(drop=True)
+
+
+def _mapping_frame(rows: Sequence[tuple[int, str, int, int]]) -> pd.DataFrame:
+    return _mapping_frame_types(pd.DataFrame(list(rows), columns=MAPPING_COLUMNS))
+
+
+def _mapping_frame_types(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype({"id": "int64", "path": "string", "file_size": "int64", "mtime_ns": "int64"})
 
 
 @contextlib.contextmanager

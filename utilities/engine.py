@@ -189,8 +189,10 @@ class ImageSearchEngine:
 
         New and changed files are embedded, moved ones keep their vectors, unchanged
         ones are skipped; with `prune`, rows of files deleted from the folder go too.
-        Also rewrites the id-to-path mapping file (see `mapping_path`) when `save_mapping` and the run
-        changed the collection (or the file is missing).
+        Also updates the id-to-path mapping file (see `mapping_path`) when `save_mapping` and the run
+        changed the collection (or the file is missing): the file is patched with the rows the run
+        wrote and deleted, and rebuilt from the collection only if it then disagrees with the row
+        count (`catalog.update_mapping`).
 
         With `ray` (True, a cluster address, or `ray_indexing.RayOptions`), Ray Data decodes and
         embeds on a cluster, writing into the Milvus server; see `ray_indexing.index_paths_on_ray`.
@@ -213,7 +215,8 @@ class ImageSearchEngine:
 
         Args:
             paths: Image files.
-            save_mapping: Rewrite the mapping file afterwards if the run changed the collection.
+            save_mapping: Update the mapping file afterwards if the run changed the collection
+                (patched with the run's rows; see `catalog.update_mapping`).
             prune_root: Delete rows under this folder whose files are gone.
             failures_path: Where to list the files that failed (default `failures_path`);
                 give each of several concurrent runs its own.
@@ -253,7 +256,10 @@ class ImageSearchEngine:
         self, report: pipeline.IndexReport, save_mapping: bool, failures_path: Path
     ) -> pipeline.IndexReport:
         if save_mapping and (report.indexed or report.removed or not self.mapping_path.exists()):
-            self.save_mapping()  # a run that changed nothing leaves the file as it is
+            # a run that changed nothing leaves the file as it is; one that did patches it with its rows
+            catalog.update_mapping(
+                self.store, self.mapping_path, report.written_rows, report.deleted_ids, progress=self.progress
+            )
         if report.failed:
             report.write_failures(failures_path)
             logger.warning("%d files could not be indexed: see %s", len(report.failed), failures_path)

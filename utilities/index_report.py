@@ -26,6 +26,9 @@ class IndexReport:
         collection: Collection name.
         decode_nodes: Runs on Ray: images decoded on each Ray node (by node id).
         embed_nodes: Runs on Ray: images embedded and written on each Ray node.
+        written_rows: `(id, path, file_size, mtime_ns)` of each row the run wrote (for patching
+            the mapping file instead of rebuilding it: `catalog.update_mapping`).
+        deleted_ids: Ids of the rows the run deleted (moved files' old rows, pruned rows).
     """
 
     added: int = 0
@@ -38,6 +41,8 @@ class IndexReport:
     collection: str = ""
     decode_nodes: dict[str, int] = field(default_factory=dict)
     embed_nodes: dict[str, int] = field(default_factory=dict)
+    written_rows: list[tuple[int, str, int, int]] = field(default_factory=list, repr=False)
+    deleted_ids: list[int] = field(default_factory=list, repr=False)
 
     @property
     def indexed(self) -> int:

@@ -114,8 +114,10 @@ def embed_paths(
     return EmbeddedImages(paths=kept, vectors=vectors, failures=failures)
 
 
-def prune_missing(store: ImageCollection, root: str | os.PathLike, current: set[int], progress: bool = False) -> int:
-    """Delete rows under `root` whose file no longer exists; return how many."""
+def prune_missing(
+    store: ImageCollection, root: str | os.PathLike, current: set[int], progress: bool = False
+) -> list[int]:
+    """Delete rows under `root` whose file no longer exists; return their ids."""
     prefix = stored_path(root).rstrip("/") + "/"
     stale: list[int] = []
     with tqdm(desc="prune", unit="row", disable=not progress) as bar:
@@ -127,7 +129,7 @@ def prune_missing(store: ImageCollection, root: str | os.PathLike, current: set[
             ]
             bar.update(len(page))
     store.delete(stale)
-    return len(stale)
+    return stale
 
 
 def index_paths(
@@ -222,6 +224,8 @@ class PreparedRun:
         self.report.unchanged += step.unchanged
         self.report.added += step.added
         self.report.moved += step.moved
+        self.report.deleted_ids += step.deleted
+        self._note_written(step.copied)
         self.changed.update(step.changed)
         self.planned += step.settled + len(step.to_embed)
 
@@ -230,6 +234,11 @@ class PreparedRun:
         updated = sum(1 for path in paths if path in self.changed)
         self.report.updated += updated
         self.report.added += len(paths) - updated
+        self._note_written(paths)
+
+    def _note_written(self, paths: Sequence[str]) -> None:
+        stats = self.plan.stats
+        self.report.written_rows += [(path_id(path), path, *stats.get(path, (0, 0))) for path in paths]
 
 
 def start_run(
@@ -286,7 +295,9 @@ def finish_run(
     """Prune, seal a large run so that searches use the index, and complete the report."""
     report = run.report
     if prune_root is not None:
-        report.removed = prune_missing(store, prune_root, run.current, progress)
+        removed = prune_missing(store, prune_root, run.current, progress)
+        report.removed = len(removed)
+        report.deleted_ids += removed
     if report.indexed >= SEAL_AFTER_ROWS:
         # Rows are durable in Milvus' write-ahead log and visible to reads at once, but searched
         # with Milvus' interim index until sealed and indexed; a seal costs a few seconds and makes

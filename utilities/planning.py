@@ -85,6 +85,8 @@ class PlannedStep:
         unchanged: Files skipped: their rows match.
         added: New files given the vector of a stored copy (a copy of the file).
         moved: New files given the vector of a stored copy whose file is gone (its row was deleted).
+        copied: The files given a stored copy's vector (their rows are written already).
+        deleted: Ids of the rows deleted: copies whose file is gone.
     """
 
     to_embed: list[str]
@@ -92,6 +94,8 @@ class PlannedStep:
     unchanged: int = 0
     added: int = 0
     moved: int = 0
+    copied: list[str] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
 
     @property
     def settled(self) -> int:
@@ -214,7 +218,7 @@ def find_stored_copies(
 
 def reuse_stored_vectors(
     copies: dict[str, ImageRecord], plan: Plan, store: ImageCollection, current: set[int]
-) -> tuple[int, int]:
+) -> tuple[int, int, list[int]]:
     """Write each new file with its stored copy's vector, and delete the copies whose file is gone.
 
     Args:
@@ -224,16 +228,17 @@ def reuse_stored_vectors(
         current: Ids of every file of this run (never deleted).
 
     Returns:
-        `(added, moved)`: files that got a copy's vector, and among them those whose copy was
-        deleted because its file is gone (a moved or renamed file).
+        `(added, moved, deleted)`: files that got a copy's vector but whose copy stays, files
+        whose copy was deleted because its file is gone (a moved or renamed file), and the
+        deleted copies' ids.
     """
     if not copies:
-        return 0, 0
+        return 0, 0, []
     store.write([plan.record(path, copy.vector) for path, copy in copies.items()])
     gone = {copy.id for copy in copies.values() if not os.path.exists(copy.path)} - current
     store.delete(sorted(gone))
     moved = sum(1 for copy in copies.values() if copy.id in gone)
-    return len(copies) - moved, moved
+    return len(copies) - moved, moved, sorted(gone)
 
 
 def iter_planned_steps(
@@ -269,6 +274,7 @@ def _with_new_files(
     step: PlannedStep, new: list[str], plan: Plan, store: ImageCollection, current: set[int]
 ) -> PlannedStep:
     copies = find_stored_copies(plan, new, store)
-    step.added, step.moved = reuse_stored_vectors(copies, plan, store, current)
+    step.added, step.moved, step.deleted = reuse_stored_vectors(copies, plan, store, current)
+    step.copied = list(copies)
     step.to_embed = [path for path in new if path not in copies] + step.to_embed
     return step
