@@ -45,6 +45,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-uri", default=os.environ.get("MILVUS_URI", ""))
     parser.add_argument("--no-lite", action="store_true", help="measure the server only")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--decoder",
+        choices=("thread", "process"),
+        default=None,
+        help="decoding in threads or processes (default: the package's)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the files go (default: a temp dir)")
     parser.add_argument(
         "--seal-after", type=int, default=None, help="override pipeline.SEAL_AFTER_ROWS (a huge value: never seal)"
@@ -211,6 +217,7 @@ def measure(
     server_index: str = "HNSW",
     observe: Callable[[], str] | None = None,
     baseline_per_file: float | None = None,
+    decoder: str | None = None,
 ) -> dict[str, Any]:
     from utilities.catalog import load_mapping, mapping_from_collection, save_mapping, update_mapping
     from utilities.milvus_store import ImageCollection
@@ -227,15 +234,17 @@ def measure(
     index_type = "FLAT" if store.target.is_lite else server_index.upper()
     store.create_index(index_type)  # the user's index exists before the files arrive
     sealing = time_calls(store, ("seal", "wait_for_index"))
-    seconds, report = timed(lambda: index_paths(paths, store, embedder, batch_size, progress=False))
+    seconds, report = timed(lambda: index_paths(paths, store, embedder, batch_size, progress=False, decoder=decoder))
     assert report.added == count, report
     results["first run"] = seconds
     results["first run sealing"] = sealing.pop("seconds")
-    seconds, report = timed(lambda: index_paths(paths, store, embedder, batch_size, progress=False))
+    seconds, report = timed(lambda: index_paths(paths, store, embedder, batch_size, progress=False, decoder=decoder))
     assert report.unchanged == count and report.indexed == 0, report
     results["unchanged re-run"] = seconds
     seconds, report = timed(
-        lambda: index_paths(paths, store, embedder, batch_size, progress=False, prune_root=folder.as_posix())
+        lambda: index_paths(
+            paths, store, embedder, batch_size, progress=False, prune_root=folder.as_posix(), decoder=decoder
+        )
     )
     assert report.unchanged == count and report.removed == 0, report
     results["re-run with prune"] = seconds
@@ -317,7 +326,9 @@ def main(argv: list[str] | None = None) -> None:
                 observe = (lambda: server_facts(args)) if label == "server" else None
                 estimated = bool(args.baseline_max and count > args.baseline_max and per_file)
                 baseline = per_file[min(per_file)]["plain insert"] / 1e6 if estimated else None
-                results = measure(uri, folder, paths, args.batch_size, args.server_index, observe, baseline)
+                results = measure(
+                    uri, folder, paths, args.batch_size, args.server_index, observe, baseline, args.decoder
+                )
                 if estimated:
                     server_notes.append(
                         f"{label}, {count:,} files: plain insert not measured (disk); the {min(per_file):,}-file "
