@@ -111,6 +111,23 @@ def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None)
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
+def mean_colour_embedder(on_batch=None):
+    """A 3-d embedder of an image's mean colour (never a zero vector): nearly free.
+
+    `on_batch`, if given, is called before each batch is embedded (to observe when the model runs).
+    """
+    import numpy as np
+
+    from utilities.embeddings import embedder_from_callable
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        if on_batch is not None:
+            on_batch()
+        return batch.mean(axis=(1, 2)) / 255.0 + 0.01
+
+    return embedder_from_callable(embed, dimension=3)
+
+
 def class_photos(per_class: int) -> list[Path]:
     """The first `per_class` photos of each class folder of the committed test photos."""
     files: list[Path] = []

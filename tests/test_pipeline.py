@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, class_photos
+from tests.conftest import mean_colour_embedder as _mean_colour
 from tests.images_factory import make_bad_files, make_odd_good_files
 from utilities.embeddings import embedder_from_callable
 from utilities.errors import CollectionMismatchError
@@ -257,11 +258,6 @@ def test_moved_folder_is_not_embedded_again(store: ImageCollection, embedder, ph
     from utilities.catalog import mapping_from_collection
 
     assert all(p.startswith(stored_path(moved_root)) for p in mapping_from_collection(store)["path"])
-
-
-def _mean_colour():
-    """A 3-d embedder of an image's mean colour (never a zero vector): nearly free."""
-    return embedder_from_callable(lambda batch: batch.mean(axis=(1, 2)) / 255.0 + 0.01, dimension=3)
 
 
 def _sealed_rows(store: ImageCollection) -> int:

@@ -10,22 +10,11 @@ import pytest
 from PIL import Image
 
 from tests.conftest import class_photos
+from tests.conftest import mean_colour_embedder as _mean_colour
 from utilities import planning
-from utilities.embeddings import embedder_from_callable
 from utilities.errors import MilvusUnavailableError
 from utilities.milvus_store import ImageCollection
 from utilities.pipeline import index_folder
-
-
-def _mean_colour(on_batch=None):
-    """A 3-d embedder of an image's mean colour (nearly free); `on_batch` is called before each batch."""
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        if on_batch is not None:
-            on_batch()
-        return batch.mean(axis=(1, 2)) / 255.0 + 0.01
-
-    return embedder_from_callable(embed, dimension=3)
 
 
 def _distinct_photos(folder: Path, count: int) -> list[Path]:

@@ -236,9 +236,7 @@ def verify_mapping(store: ImageCollection, path: str | os.PathLike, repair: bool
     target = Path(path)
     with mapping_lock(target):  # one read of the collection serves the check and the repair
         live = mapping_from_collection(store)
-        saved = (
-            load_mapping(target) if target.exists() else pd.DataFrame({"id": [], "path": []}).astype({"id": "int64"})
-        )
+        saved = load_mapping(target) if target.exists() else _mapping_frame([])
         live_paths = dict(zip(live["id"].tolist(), live["path"].astype(str).tolist(), strict=True))
         saved_paths = dict(zip(saved["id"].tolist(), saved["path"].astype(str).tolist(), strict=True))
         check = MappingCheck(

@@ -227,7 +227,7 @@ class PreparedRun:
         self.report.deleted_ids += step.deleted
         self._note_written(step.copied)
         self.changed.update(step.changed)
-        self.planned += step.settled + len(step.to_embed)
+        self.planned += step.files
 
     def count_written(self, paths: Sequence[str]) -> None:
         """Count written files in the report: changed ones as updated, the others as added."""
@@ -280,7 +280,7 @@ def prepare_run(
         for step in steps:
             run.settle(step)
             run.to_embed.extend(step.to_embed)
-            bar.update(step.settled + len(step.to_embed))
+            bar.update(step.files)
     logger.info("%d files: %d unchanged, %d to embed", run.files, run.report.unchanged, len(run.to_embed))
     return run
 

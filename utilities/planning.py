@@ -102,6 +102,11 @@ class PlannedStep:
         """Files this step finished without embedding them."""
         return self.unchanged + self.added + self.moved
 
+    @property
+    def files(self) -> int:
+        """Files this step planned: those it settled and those it leaves to embed."""
+        return self.settled + len(self.to_embed)
+
 
 def _file_stats(path: str) -> tuple[int, int]:
     try:
@@ -122,8 +127,9 @@ def iter_sorted_steps(
     files of the next step.
 
     Reading every row in pages instead was measured slower up to 100,000 rows on the server
-    (unchanged re-run 98 and 65 µs/file against 28 by id, `benchmarks/results/scale-server-read-all-rows.md`),
-    and about even at 400,000.
+    (unchanged re-run 98 and 65 µs/file against 28 by id, `benchmarks/results/scale-server-read-all-rows.md`);
+    at 1,281,167 sealed rows, two lookups in flight read 8.4-10.7 µs/row and pages 9.4-9.9
+    (`benchmarks/results/scale-server-imagenet-planning.md`).
     """
     pending: deque[tuple[list[str], list[int], Future[dict[int, tuple[int, int]]]]] = deque()
     with ThreadPoolExecutor(LOOKUPS_IN_FLIGHT, thread_name_prefix="planning") as pool:
