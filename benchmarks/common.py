@@ -20,6 +20,36 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEST_PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "photos"
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A folder or file as a results table names it: relative to the repository (`tests/data/photos`,
+    `../shared/data/imagenette-val`), or `$TMP/...` for a temporary folder, never a machine's own
+    absolute path."""
+    resolved = Path(path).resolve()
+    for base, shown in ((REPOSITORY, ""), (REPOSITORY.parent, "../")):
+        if resolved.is_relative_to(base):
+            return shown + resolved.relative_to(base).as_posix()
+    temporary = Path(os.environ.get("TMPDIR", "/tmp")).resolve()
+    if resolved.is_relative_to(temporary):
+        return "$TMP/" + resolved.relative_to(temporary).as_posix()
+    return str(path)
+
+
+def _shown_argument(argument: str) -> str:
+    """A command-line argument for a table: paths through `shown_path`, the rest as given."""
+    if argument.startswith("/") and not argument.startswith("//") and "://" not in argument:
+        return shown_path(argument)
+    return argument
+
+
+def _shown_command(argv: Sequence[str]) -> str:
+    """The command line for a table: paths through `shown_path`, shell-quoted (`$TMP/...` left bare)."""
+    shown = [_shown_argument(argument) for argument in argv]
+    return " ".join(a if a.startswith("$TMP/") and shlex.quote(a[1:]) == a[1:] else shlex.quote(a) for a in shown)
+
+
 def default_images() -> Path:
     """The photos benchmarks read by default: the 3,925 Imagenette photos in `../shared/data` where
     that folder exists (our machines), else the 100 photos committed in `tests/data/photos`."""
@@ -53,7 +83,8 @@ def model_and_photos(images: Path, count: int, batch_size: int, dtype: str) -> t
     import keras
 
     from utilities.embeddings import ResNet50Embedder
-    from utilities.images import decode_for_model, find_images
+    from utilities.images.decoding import decode_for_model
+    from utilities.images.finding import find_images
 
     if dtype != "float32":
         keras.mixed_precision.set_dtype_policy(dtype)
@@ -87,7 +118,7 @@ def write_table(
         f"## {title}",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- command: `python {shlex.join(sys.argv)}`",
+        f"- command: `python {_shown_command(sys.argv)}`",
         f"- machine: {machine()}",
         f"- versions: {versions(packages)}",
         "",

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import best_of, default_images, model_and_photos, write_table  # noqa: E402
+from benchmarks.common import best_of, default_images, model_and_photos, shown_path, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +44,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def timed_loop(stream: list[Path], embedder, batch_size: int, decoder: str, workers: int, reuse: bool) -> dict:
     """Images/s of decode + embed, and the main thread's seconds waiting for batches and in the model."""
-    from utilities.reader import iter_decoded_batches
+    from utilities.images.reader import iter_decoded_batches
 
     waiting = modelling = 0.0
     started = time.perf_counter()
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         ["path", "workers", "images/s", "vs (a)", "main thread waiting for decoding", "main thread in the model"],
         rows,
         [
-            f"{len(stream)} images a configuration ({len(paths)} photos from {args.images.name}, "
+            f"{len(stream)} images a configuration ({len(paths)} photos from {shown_path(args.images)}, "
             f"{args.repeat} passes), batch size {args.batch_size}, dtype policy {args.dtype}, "
             f"Keras backend {keras.backend.backend()}; workers are started inside the timing",
         ],

@@ -1,7 +1,7 @@
 """Embedding throughput: the model's limit, the package end to end, and the naive per-image loop.
 
 (a) raw: the compiled ResNet50 on uint8 batches already decoded in memory;
-(b) package: `pipeline.embed_paths` from JPEG files on disk (parallel decoding overlapped with the model);
+(b) package: `indexing.pipeline.embed_paths` from JPEG files on disk (parallel decoding overlapped with the model);
 (c) naive: `keras.utils.load_img` + `preprocess_input` + `model.predict` on one image at a time.
 All three run in the same process on the same photos; the ratios are what to compare across machines.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import best_of, default_images, model_and_photos, write_table  # noqa: E402
+from benchmarks.common import best_of, default_images, model_and_photos, shown_path, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     import keras
 
     from utilities.embeddings import ResNet50Embedder
-    from utilities.pipeline import embed_paths
-    from utilities.reader import default_decoder, iter_decoded_batches
+    from utilities.images.reader import default_decoder, iter_decoded_batches
+    from utilities.indexing.pipeline import embed_paths
 
     paths, embedder, decoded = model_and_photos(args.images, args.count, args.batch_size, args.dtype)
     stream = paths * args.repeat  # long enough to amortise starting the decoding workers
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         f"one query image from its file: {single:.1f} ms (median of {max(1, min(len(paths), 11) - 1)}), "
         "the time a search spends before it reaches Milvus",
         f"batch size {args.batch_size}, dtype policy {args.dtype}, Keras backend {keras.backend.backend()}, "
-        f"decoder {decoder}, photos from {args.images.name}",
+        f"decoder {decoder}, photos from {shown_path(args.images)}",
         f"cosine between vectors from the `{decoder}` decoder and from Pillow-decoded arrays: "
         f"min {agreement.min():.4f}, mean {agreement.mean():.4f} ({len(agreement)} photos)",
     ]

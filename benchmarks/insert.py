@@ -52,7 +52,7 @@ def plain_insert(client, name: str, paths: list[str], vectors: np.ndarray, rows_
 
 
 def measure(uri: str, paths: list[str], vectors: np.ndarray) -> list[list[object]]:
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     rows: list[list[object]] = []
     plain_rates = {}

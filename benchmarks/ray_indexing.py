@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import default_images, write_table  # noqa: E402
+from benchmarks.common import default_images, shown_path, write_table  # noqa: E402
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def timed_run(paths: list[Path], uri: str, name: str, index) -> tuple[float, object]:
     """Seconds `index(store)` takes on a fresh collection, and its report (the collection is dropped)."""
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     store = ImageCollection.open(uri, name=name, dimension=2048, reset=True)
     try:
@@ -65,9 +65,9 @@ def timed_run(paths: list[Path], uri: str, name: str, index) -> tuple[float, obj
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from utilities.embeddings import ResNet50Embedder
-    from utilities.images import find_images
-    from utilities.pipeline import embed_paths, index_paths
-    from utilities.ray_indexing import RayOptions, connect, index_paths_on_ray
+    from utilities.images.finding import find_images
+    from utilities.indexing.on_ray import RayOptions, connect, index_paths_on_ray
+    from utilities.indexing.pipeline import embed_paths, index_paths
 
     paths = find_images(args.images)[: args.count]
     embedder = ResNet50Embedder(weights=None, batch_size=args.batch_size)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         rows,
         [
             f"Ray cluster: {cpus} CPUs, {gpus} GPUs ({'joined ' + args.ray_address if args.ray_address else 'local'})",
-            f"photos: {args.images}; ResNet50 with random weights, batch {args.batch_size}; "
+            f"photos: {shown_path(args.images)}; ResNet50 with random weights, batch {args.batch_size}; "
             f"Milvus server {args.server_uri}",
             "single process: model built and compiled before timing; Ray: each actor builds and compiles its "
             "own model inside the timed run",

@@ -126,7 +126,7 @@ def near_free_embedder():
 def exact_top10(paths: list[str], queries: np.ndarray) -> list[set[str]]:
     """The true 10 nearest files of each query (cosine), computed from the decoded files in chunks."""
     from utilities.embeddings import l2_normalize
-    from utilities.reader import iter_decoded_batches
+    from utilities.images.reader import iter_decoded_batches
 
     weights = projection()
     best_scores = np.full((len(queries), 0), -np.inf, np.float32)
@@ -146,7 +146,7 @@ def plain_insert_seconds(uri: str, paths: list[str]) -> tuple[float, float]:
     """The baseline: rows of random vectors written with plain `MilvusClient.insert`, in requests of
     the package's byte budget for that backend; then the seconds of one seal (flush) of those rows."""
     from utilities.ids import path_id
-    from utilities.milvus_store import MAX_REQUEST_BYTES, SERVER_MAX_REQUEST_BYTES, ImageCollection
+    from utilities.milvus.collection import MAX_REQUEST_BYTES, SERVER_MAX_REQUEST_BYTES, ImageCollection
 
     store = ImageCollection.open(uri, name="bench_scale_plain", dimension=DIMENSION, reset=True)
     per_request = (MAX_REQUEST_BYTES if store.target.is_lite else SERVER_MAX_REQUEST_BYTES) // (DIMENSION * 4 + 64)
@@ -220,8 +220,8 @@ def measure(
     decoder: str | None = None,
 ) -> dict[str, Any]:
     from utilities.catalog import load_mapping, mapping_from_collection, save_mapping, update_mapping
-    from utilities.milvus_store import ImageCollection
-    from utilities.pipeline import index_paths
+    from utilities.indexing.pipeline import index_paths
+    from utilities.milvus.collection import ImageCollection
 
     count = len(paths)
     if baseline_per_file is None:
@@ -263,7 +263,7 @@ def measure(
     ]
     seconds, _ = timed(lambda: update_mapping(store, mapping_file, patch, []))
     results["mapping patched"] = seconds
-    from utilities.images import decode_for_model
+    from utilities.images.decoding import decode_for_model
 
     picked = np.random.default_rng(3).choice(count, 100, replace=False)
     queries = embedder.embed_batch(np.stack([decode_for_model(paths[i], IMAGE_SIZE) for i in picked]))
@@ -300,10 +300,10 @@ PHASES = ("plain insert", "first run", "unchanged re-run", "re-run with prune", 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.seal_after is not None:
-        from utilities import pipeline
+        from utilities.indexing import pipeline
 
         pipeline.SEAL_AFTER_ROWS = args.seal_after
-    from utilities import batch_writer
+    from utilities.indexing import batch_writer
 
     if args.writes_in_flight is not None:
         batch_writer.WRITES_IN_FLIGHT = args.writes_in_flight

@@ -122,7 +122,7 @@ def children_peak_mb() -> float:
 
 
 def milvus_rows(uri: str, database: np.ndarray, queries: np.ndarray, truth: np.ndarray, nlist: int) -> list[list]:
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     label = "Milvus server" if uri.startswith("http") else "Milvus Lite"
     store = ImageCollection.open(uri, name="bench_search", dimension=database.shape[1], reset=True)

@@ -156,7 +156,7 @@ def faiss_rows(stream: ClusteredStream, queries: np.ndarray, truth: np.ndarray, 
 
 
 def milvus_rows(uri: str, stream: ClusteredStream, queries: np.ndarray, truth: np.ndarray, args) -> list[list]:
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     label = "Milvus server" if uri.startswith("http") else "Milvus Lite"
     store = ImageCollection.open(uri, name="bench_search_scale", dimension=stream.dimension, reset=True)

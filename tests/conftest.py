@@ -66,7 +66,7 @@ def collection_name() -> str:
 @pytest.fixture
 def store(backend: str, collection_name: str):
     """An empty 2048-d COSINE collection on the backend, dropped afterwards."""
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     opened = ImageCollection.open(backend, name=collection_name, dimension=2048)
     yield opened
@@ -99,9 +99,11 @@ def cli_process(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
     )
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m utilities ARGS` to its end in a child process (killed after `timeout` s)."""
-    child = cli_process(*args, env=env)
+    child = cli_process(*args, env=env, cwd=cwd)
     try:
         out, err = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

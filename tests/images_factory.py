@@ -100,3 +100,29 @@ def make_odd_good_files(folder: Path) -> dict[str, Path]:
     gradient(50, 50, 12).save(good["unicode"], "JPEG")
     gradient(50, 50, 13).save(good["png_named_jpg"], "PNG")
     return good
+
+
+def edited_copy(source: Path, target: Path, seed: int) -> Path:
+    """An edited copy of a photo, as people make them: cropped to 85-95 %, shrunk to 60-90 %,
+    maybe mirrored, brightened or darkened by up to 15 %, turned by up to 4 degrees, saved as a
+    JPEG of quality 50-85 (so always smaller than its source)."""
+    import random
+
+    from PIL import ImageEnhance
+
+    rng = random.Random(seed)
+    image = Image.open(source).convert("RGB")
+    width, height = image.size
+    keep = rng.uniform(0.85, 0.95)
+    crop_w, crop_h = int(width * keep), int(height * keep)
+    left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    scale = rng.uniform(0.6, 0.9)
+    image = image.resize((int(crop_w * scale), int(crop_h * scale)))
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
+    image = image.rotate(rng.uniform(-4, 4), resample=Image.Resampling.BILINEAR)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save(target, quality=rng.randint(50, 85))
+    return target

@@ -23,14 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 ROOT_TOKEN = "root:Milvus"
 """The default root credentials of a fresh Milvus with authorization enabled."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bindable(port: int) -> bool:
@@ -108,7 +104,7 @@ class PrivateMilvusServer:
         if binary.exists() and (self.data_dir / "configs" / "milvus.yaml").exists():
             environment.update(
                 DEPLOY_MODE="STANDALONE",
-                METRICS_PORT=str(_free_port()),
+                METRICS_PORT=str(free_port()),
                 MILVUS_RUN_DIR=str(self.data_dir / "run"),
                 LD_LIBRARY_PATH=f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}",
             )

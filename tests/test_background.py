@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from utilities.background import iter_in_background
+from utilities.indexing.background import iter_in_background
 
 
 def test_items_come_in_order_and_an_error_comes_where_its_item_would() -> None:
@@ -31,9 +31,14 @@ def test_the_producer_runs_ahead_of_the_consumer_but_not_further_than_asked() ->
 
     consumer = iter_in_background(items(), ahead=3)
     assert next(consumer) == 0
-    time.sleep(0.3)
-    # one handed over, three waiting in the queue, one produced and waiting for room
+    # one handed over, three waiting in the queue, one produced and waiting for room: wait until the
+    # producer has filled them (however slow the machine), then check it goes no further
+    deadline = time.monotonic() + 30
+    while len(produced) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # time to overrun, if it would
     assert len(produced) == 5
+    assert [next(consumer) for _ in range(4)] == [1, 2, 3, 4]  # in order, none lost
     consumer.close()
 
 
@@ -52,6 +57,8 @@ def test_closing_early_stops_and_closes_the_producer() -> None:
     for item in iter_in_background(items(), ahead=2, name="endless"):
         if item == 5:
             break
-    assert closed.wait(2), "the producer was not closed"
-    time.sleep(0.2)
+    assert closed.wait(30), "the producer was not closed"
+    deadline = time.monotonic() + 30
+    while [thread for thread in threading.enumerate() if thread.name == "endless"] and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not [thread for thread in threading.enumerate() if thread.name == "endless"]

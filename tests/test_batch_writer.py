@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from utilities.batch_writer import BatchWriter
-from utilities.collection_rows import ROW_OVERHEAD_BYTES
 from utilities.ids import path_id
-from utilities.milvus_store import ImageCollection
+from utilities.indexing.batch_writer import BatchWriter
+from utilities.milvus.collection import ImageCollection
+from utilities.milvus.rows import ROW_OVERHEAD_BYTES
 from utilities.records import ImageRecord
 
 DIMENSION = 2048

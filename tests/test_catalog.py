@@ -8,7 +8,7 @@ import pytest
 from utilities.catalog import default_mapping_path, load_mapping, mapping_from_collection, save_mapping
 from utilities.config import MilvusTarget
 from utilities.ids import path_id
-from utilities.milvus_store import ImageCollection
+from utilities.milvus.collection import ImageCollection
 
 
 def test_mapping_is_rebuilt_from_the_collection(store: ImageCollection) -> None:

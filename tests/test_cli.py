@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import PHOTOS, run_cli
 from utilities.cli import main
 from utilities.ids import stored_path
-from utilities.images import find_images
-from utilities.milvus_store import ImageCollection
-from utilities.pipeline import shard_paths
+from utilities.images.finding import find_images
+from utilities.indexing.pipeline import shard_paths
+from utilities.milvus.collection import ImageCollection
 
 
 def test_index_search_info_export_drop(
@@ -62,16 +62,28 @@ def test_index_search_info_export_drop(
     assert json.loads(capsys.readouterr().out)["exists"] is False
 
 
-def test_two_shards_cover_the_folder_once(backend: str, collection_name: str, photo_folder: Path) -> None:
+def test_each_shard_writes_only_its_part_and_two_cover_the_folder_once(
+    backend: str, collection_name: str, photo_folder: Path
+) -> None:
+    from utilities.catalog import mapping_from_collection
+
     common = ["--uri", backend, "--collection", collection_name, "--weights", "none"]
-    assert main(["index", str(photo_folder), *common, "--shard", "1/2"]) == 0
-    assert main(["index", str(photo_folder), *common, "--shard", "2/2"]) == 0
-    store = ImageCollection.open(backend, name=collection_name, create=False)
-    try:
-        assert store.count() == 10
-    finally:
-        store.drop()
-        store.close()
+    files = find_images(photo_folder)
+    parts = [{stored_path(p) for p in shard_paths(files, index, 2)} for index in (1, 2)]
+    assert parts[0] and parts[1] and not parts[0] & parts[1]  # both shards hold files (the test can fail)
+    stored: list[set[str]] = []
+    for index in (1, 2):
+        assert main(["index", str(photo_folder), *common, "--shard", f"{index}/2"]) == 0
+        store = ImageCollection.open(backend, name=collection_name, create=False)
+        try:
+            stored.append(set(mapping_from_collection(store)["path"]))
+            if index == 2:
+                assert store.count() == len(files) == 10
+                store.drop()
+        finally:
+            store.close()
+    assert stored[0] == parts[0]  # shard 1 wrote its part and nothing of the other's
+    assert stored[1] == parts[0] | parts[1]
 
 
 def test_shards_are_disjoint_and_complete() -> None:

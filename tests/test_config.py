@@ -25,3 +25,29 @@ def test_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_token_is_never_in_repr() -> None:
     assert "secret" not in repr(resolve_target("http://h:1", "root:secret"))
+
+
+def test_credentials_in_a_uri_are_masked_in_repr_and_in_every_message(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.ports import free_port
+    from utilities.config import masked_uri
+    from utilities.errors import MilvusUnavailableError
+    from utilities.milvus.collection import ImageCollection
+
+    assert masked_uri("https://alice:s3cret@milvus.example:19530/db") == "https://***@milvus.example:19530/db"
+    assert masked_uri("http://alice@h:1") == "http://***@h:1" and masked_uri("http://h:1/a@b") == "http://h:1/a@b"
+    uri = f"http://alice:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    assert "s3cret" not in repr(resolve_target(uri))
+    with pytest.raises(MilvusUnavailableError) as raised:
+        ImageCollection.open(uri, name="x", create=False, retry_seconds=0)
+    assert "s3cret" not in str(raised.value) and "***@127.0.0.1" in str(raised.value)
+    assert "s3cret" not in caplog.text
+
+
+def test_the_cli_never_prints_credentials_of_a_uri(capsys: pytest.CaptureFixture) -> None:
+    from tests.ports import free_port
+    from utilities.cli import main
+
+    uri = f"http://alice:s3cret@127.0.0.1:{free_port()}"
+    assert main(["info", "--uri", uri, "--retry-seconds", "0"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: nothing answers at http://***@127.0.0.1:") and "s3cret" not in error

@@ -14,7 +14,7 @@ from utilities.embeddings import (
     l2_normalize,
 )
 from utilities.errors import WeightsError
-from utilities.images import decode_for_model
+from utilities.images.decoding import decode_for_model
 
 
 @pytest.fixture(scope="module")

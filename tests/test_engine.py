@@ -60,7 +60,7 @@ def test_second_process_indexing_a_busy_lite_file_gets_a_clear_error_and_corrupt
     import numpy as np
 
     from tests.conftest import run_cli
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     uri = str(tmp_path / "busy.db")
     holder = ImageCollection.open(uri, name="busy", dimension=2048)
@@ -105,7 +105,7 @@ def test_metric_is_honoured_for_a_new_collection_and_checked_on_an_existing_one(
 
 def test_reading_never_creates_a_collection(backend: str, collection_name: str, embedder, photo_folder: Path) -> None:
     from utilities.errors import CollectionNotFoundError
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     with ImageSearchEngine(uri=backend, collection_name=collection_name, embedder=embedder, progress=False) as engine:
         query = next(photo_folder.rglob("*.jpg"))

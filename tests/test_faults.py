@@ -25,8 +25,8 @@ from utilities.catalog import mapping_from_collection, verify_mapping
 from utilities.engine import ImageSearchEngine
 from utilities.errors import MilvusUnavailableError
 from utilities.ids import stored_path
-from utilities.milvus_store import ImageCollection, connect
-from utilities.retry import RetryPolicy
+from utilities.milvus.collection import ImageCollection, connect
+from utilities.milvus.retry import RetryPolicy
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

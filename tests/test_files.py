@@ -55,11 +55,38 @@ def test_existing_file_is_not_overwritten_silently(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "1_same.jpg").read_bytes() == b"first"
 
 
+HOSTILE_NAMES = [
+    "..\\..\\..\\evil.jpg",  # Windows separators: a plain name on Linux
+    "-rf --no-preserve-root.jpg",
+    ".bashrc.jpg",
+    "line\nbreak\rand\ttab\x1b[31mred.jpg",
+    "$(touch pwned) `id` ; rm x.jpg",
+    "ünïcödé 猫 😺.jpg",
+    "x" * 251 + ".jpg",  # 255 bytes: the longest name; the rank prefix must not push it over
+    "é" * 125 + ".jpg",  # 254 bytes of two-byte characters: cut on a character boundary
+    "..jpg",
+]
+
+
 def test_hostile_file_names_stay_inside_the_folder(tmp_path: Path) -> None:
-    results = make_results(tmp_path)
-    results.loc[0, "path"] = str(tmp_path / "src" / "a" / ".." / "a" / "same.jpg")
-    written = copy_results(results, tmp_path / "out")
-    assert all(p.resolve().parent == (tmp_path / "out").resolve() for p in written)
+    sources = []
+    for number, name in enumerate(HOSTILE_NAMES):
+        source = tmp_path / "src" / str(number) / name
+        source.parent.mkdir(parents=True)
+        source.write_bytes(f"photo {number}".encode())
+        sources.append(source)
+    sources.append(tmp_path / "src" / "0" / ".." / "1" / HOSTILE_NAMES[1])  # a path through `..`
+    results = pd.DataFrame({"rank": range(1, len(sources) + 1), "id": range(len(sources)), "path": map(str, sources)})
+    out = tmp_path / "out"
+    written = copy_results(results, out)
+    assert len(written) == len(sources) and len({p.name for p in written}) == len(sources)
+    for path, source in zip(written, sources, strict=True):
+        assert path.resolve().parent == out.resolve() and path.read_bytes() == source.read_bytes()
+        assert len(path.name.encode("utf-8")) <= 255 and not any(ord(c) < 32 for c in path.name)
+        assert path.name.split("_", 1)[0].isdigit()  # a rank first: never a leading '-' or '.'
+    assert written[6].name.endswith(".jpg") and written[7].name.endswith(".jpg")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in written), "manifest.csv"])
+    assert not (tmp_path / "pwned").exists() and not list(tmp_path.rglob("evil.jpg"))
 
 
 def test_several_queries_are_prefixed_apart(tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ from PIL import Image
 from tests.conftest import class_photos
 from tests.images_factory import exif_rotated_jpeg, gradient, make_bad_files, make_odd_good_files
 from utilities.errors import ImageSearchError
-from utilities.gpu_decoder import GpuJpegDecoder, centre_square, exif_orientation, is_plain_jpeg
-from utilities.images import decode_for_model
-from utilities.reader import iter_decoded_batches
+from utilities.images.decoding import decode_for_model
+from utilities.images.gpu_decoder import GpuJpegDecoder, centre_square, exif_orientation, is_plain_jpeg
+from utilities.images.reader import iter_decoded_batches
 
 
 def _jpeg_bytes(exif: bytes | None = None) -> bytes:

@@ -9,7 +9,8 @@ from PIL import Image
 
 from tests.images_factory import gradient, make_bad_files, make_odd_good_files
 from utilities.errors import ImageLoadError
-from utilities.images import decode_for_model, find_image_files, find_images, load_image, to_model_input
+from utilities.images.decoding import decode_for_model, load_image, to_model_input
+from utilities.images.finding import find_image_files, find_images
 
 
 def test_find_images_is_recursive_case_insensitive_and_sorted(tmp_path: Path) -> None:
@@ -86,8 +87,8 @@ def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
     [
         ("truncated", "truncated"),
         ("empty", "empty"),
-        ("text", "not a recognised"),
-        ("random", "not a recognised"),
+        ("text", "not an image of a supported format"),
+        ("random", "not an image of a supported format"),
         ("bomb", "decompression-bomb"),
         ("broken_link", "broken symbolic link"),
     ],
@@ -127,3 +128,61 @@ def test_draft_decode_is_close_to_full_decode() -> None:
 
 def test_gradient_helper_differs_by_seed() -> None:
     assert not np.array_equal(np.asarray(gradient(8, 8, 1)), np.asarray(gradient(8, 8, 2)))
+
+
+def test_sixteen_bit_values_keep_their_high_byte_and_float_images_their_scale(tmp_path: Path) -> None:
+    values = np.array([[0, 256, 32768, 65535]], dtype=np.uint16).repeat(4, axis=0)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    assert np.asarray(load_image(tmp_path / "g16.png"))[0, :, 0].tolist() == [0, 1, 128, 255]
+    floats = np.array([[0.0, 0.5, 1.0, 2.0]], dtype=np.float32).repeat(4, axis=0)
+    Image.fromarray(floats).save(tmp_path / "f.tif")
+    assert np.asarray(load_image(tmp_path / "f.tif"))[0, :, 0].tolist() == [0, 63, 127, 255]
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    Image.new("RGB", (1200, 1000), (0, 90, 200)).save(tmp_path / "big.png")
+    with pytest.raises(ImageLoadError, match=r"1200 x 1000 pixels \(1.2 megapixels\).*limit is 1.0 megapixels"):
+        load_image(tmp_path / "big.png", max_pixels=1_000_000)
+    monkeypatch.setenv("UTILITIES_MAX_IMAGE_PIXELS", "1_000_000")
+    with pytest.raises(ImageLoadError, match="UTILITIES_MAX_IMAGE_PIXELS raises it"):
+        decode_for_model(tmp_path / "big.png")
+    # a JPEG is decoded reduced (1/4 here: 300 x 250) before the limit applies, so the same size passes
+    Image.new("RGB", (1200, 1000), (0, 90, 200)).save(tmp_path / "big.jpg")
+    assert decode_for_model(tmp_path / "big.jpg").shape == (224, 224, 3)
+    monkeypatch.setenv("UTILITIES_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="UTILITIES_MAX_IMAGE_PIXELS='lots' is not a positive whole number"):
+        load_image(tmp_path / "big.jpg")
+
+
+def test_large_images_of_any_format_are_reduced_right_after_decoding(tmp_path: Path) -> None:
+    Image.new("RGB", (2000, 1000), (10, 20, 30)).save(tmp_path / "wide.png")
+    assert load_image(tmp_path / "wide.png", draft_size=224).size == (500, 250)  # reduced by 4
+    assert load_image(tmp_path / "wide.png").size == (2000, 1000)
+    assert decode_for_model(tmp_path / "wide.png").shape == (224, 224, 3)
+
+
+def test_only_the_supported_formats_are_opened(tmp_path: Path) -> None:
+    Image.new("RGB", (40, 30)).save(tmp_path / "drawing.eps")  # EPS would run Ghostscript to decode
+    Image.new("RGB", (40, 30)).save(tmp_path / "scan.pcx")
+    for name in ("drawing.eps", "scan.pcx"):
+        with pytest.raises(ImageLoadError, match=r"not an image of a supported format \(JPEG, PNG"):
+            load_image(tmp_path / name)
+
+
+@pytest.mark.slow
+def test_a_100_megapixel_jpeg_decodes_in_bounded_memory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    photo = tmp_path / "huge.jpg"
+    Image.new("RGB", (640, 640), (120, 80, 40)).resize((10_000, 10_000)).save(photo, quality=80)
+    child = (
+        "import sys\n"
+        "from utilities.images.decoding import decode_for_model\n"
+        "def kb(f): return int(next(l for l in open('/proc/self/status') if l.startswith(f)).split()[1])\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
+        "before = kb('VmRSS'); decode_for_model(sys.argv[1]); print(kb('VmHWM') - before)\n"
+    )
+    grown_kb = int(subprocess.run([sys.executable, "-c", child, str(photo)], capture_output=True, text=True,
+                                  check=True).stdout)  # fmt: skip
+    assert grown_kb < 300 * 1024, f"decoding a 100-megapixel JPEG grew the process by {grown_kb / 1024:.0f} MB"

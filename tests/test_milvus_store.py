@@ -7,7 +7,7 @@ import pytest
 
 from utilities.errors import CollectionMismatchError, CollectionNotFoundError, ImageSearchError, MilvusUnavailableError
 from utilities.ids import path_id
-from utilities.milvus_store import MAX_REQUEST_BYTES, ImageCollection, _batches_by_bytes, connect
+from utilities.milvus.collection import MAX_REQUEST_BYTES, ImageCollection, _batches_by_bytes, connect
 
 
 def random_unit(count: int, dim: int = 2048, seed: int = 0) -> np.ndarray:
@@ -123,7 +123,7 @@ def test_lite_file_needs_db_suffix(tmp_path) -> None:
 
 
 def test_hostile_strings_cannot_widen_a_filter(store: ImageCollection) -> None:
-    from utilities.milvus_store import PATH_FIELD, quote_string
+    from utilities.milvus.collection import PATH_FIELD, quote_string
 
     paths = ['/photos/x" or path != "', "/photos/back\\slash.jpg", "/photos/plain.jpg"]
     store.insert(paths, random_unit(3, seed=9))
@@ -194,7 +194,7 @@ def test_milvus_lite_works_without_pkg_resources(tmp_path: Path) -> None:
 
     script = (
         "import sys; sys.modules['pkg_resources'] = None\n"  # as if setuptools had none
-        "from utilities.milvus_store import ImageCollection\n"
+        "from utilities.milvus.collection import ImageCollection\n"
         f"store = ImageCollection.open({str(tmp_path / 'no_pkg.db')!r}, name='p', dimension=4)\n"
         "store.insert(['/a.jpg'], [[1, 0, 0, 0]]); print('count', store.count())\n"
         "import milvus_lite; print('version', milvus_lite.__version__)\n"

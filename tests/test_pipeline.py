@@ -1,26 +1,26 @@
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, class_photos
+from tests.conftest import class_photos, cli_process, run_cli
 from tests.conftest import mean_colour_embedder as _mean_colour
 from tests.images_factory import make_bad_files, make_odd_good_files
 from utilities.embeddings import embedder_from_callable
 from utilities.errors import CollectionMismatchError
 from utilities.ids import path_id, stored_path
-from utilities.milvus_store import ImageCollection
-from utilities.pipeline import embed_paths, index_folder
+from utilities.indexing.pipeline import embed_paths, index_folder
+from utilities.milvus.collection import ImageCollection
 
 
 class CountingEmbedder:
@@ -125,34 +125,30 @@ def weights_file(embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-INDEXER = textwrap.dedent("""
-    import sys
-    from utilities.embeddings import ResNet50Embedder
-    from utilities.milvus_store import ImageCollection
-    from utilities.pipeline import index_folder
-
-    class Announcing(ResNet50Embedder):
-        def embed_batch(self, images):
-            out = super().embed_batch(images)
-            print("embedded", len(images), flush=True)
-            return out
-
-    uri, name, folder, weights = sys.argv[1:5]
-    store = ImageCollection.open(uri, name=name, dimension=2048)
-    index_folder(folder, store, Announcing(weights=weights, batch_size=2), batch_size=2, progress=False)
-    print("finished", flush=True)
-""")
+PROGRESS = re.compile(r"(\d+)/(\d+) \[")
+"""A tqdm bar's `done/total [` (the `planned=N/M` postfix has no bracket after it)."""
 
 
-def _start_indexer(uri: str, name: str, folder: Path, weights_file: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", INDEXER, uri, name, str(folder), str(weights_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+def _cli_indexer(uri: str, name: str, folder: Path, weights_file: Path, cwd: Path) -> subprocess.Popen:
+    """`python -m utilities index FOLDER` as a user runs it, its progress bar on (to know where it is)."""
+    common = ["--uri", uri, "--collection", name, "--weights", str(weights_file), "--batch-size", "2"]
+    return cli_process("index", str(folder), *common, cwd=cwd, env={"UTILITIES_PROGRESS": "1"})
+
+
+def _files_done(child: subprocess.Popen, at_least: int) -> int:
+    """Read the child's progress bar until it shows `at_least` files done; return what it showed."""
+    text = ""
+    while True:
+        character = child.stderr.read(1)  # type: ignore[union-attr]
+        if not character:
+            return -1  # the child ended first
+        if character not in "\r\n":
+            text += character
+            continue
+        found = PROGRESS.search(text)
+        text = ""
+        if found and int(found.group(1)) >= at_least:
+            return int(found.group(1))
 
 
 def _assert_each_path_once(uri: str, name: str, folder: Path) -> int:
@@ -171,12 +167,15 @@ def _assert_each_path_once(uri: str, name: str, folder: Path) -> int:
 
 
 @pytest.mark.slow
-def test_killed_runs_resume_with_each_image_once(
-    store: ImageCollection, embedder, weights_file: Path, tmp_path: Path
+def test_killed_cli_runs_resume_with_each_image_once_in_the_collection_and_the_mapping(
+    store: ImageCollection, weights_file: Path, tmp_path: Path
 ) -> None:
-    """SIGKILL the indexing process three times at random points, then finish: every image exactly once."""
+    """SIGKILL `python -m utilities index` three times at random points, then finish it: every image
+    exactly once in the collection and in the saved mapping file."""
+    from utilities.catalog import default_mapping_path, load_mapping, mapping_from_collection, verify_mapping
+
     folder = tmp_path / "many"
-    for source in class_photos(5):  # 25 batches of 2: three kills after 1-3 batches each leave some to do
+    for source in class_photos(5):  # 25 batches of 2: three kills after 4-20 files each leave some to do
         shutil.copy2(source, folder.mkdir(exist_ok=True) or folder / source.name)
     total = len(list(folder.iterdir()))
     uri, name = store.target.uri, store.name
@@ -184,35 +183,39 @@ def test_killed_runs_resume_with_each_image_once(
     rng = random.Random(int(os.environ.get("KILL_SEED", "2026")))
     counts = [0]
     for _ in range(3):
-        child = _start_indexer(uri, name, folder, weights_file)
-        kill_after = rng.randint(1, 3)  # batches of 2 embedded by this child before the kill
-        announced = 0
-        for line in child.stdout:  # type: ignore[union-attr]
-            announced += line.startswith("embedded")
-            if announced == kill_after:
-                break
+        child = _cli_indexer(uri, name, folder, weights_file, cwd=tmp_path)
+        kill_after = counts[-1] + rng.randint(4, 10)  # files done (of all runs) when it is killed
+        shown = _files_done(child, kill_after)
         time.sleep(rng.uniform(0.0, 0.4))  # land anywhere: mid-write, mid-decode, mid-embedding
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-        assert announced == kill_after, f"the indexer ended before it was killed: {child.stderr.read()[-2000:]}"
+        assert shown >= kill_after, f"the indexer ended before it was killed: {child.stderr.read()[-2000:]}"
         counts.append(_assert_each_path_once(uri, name, folder))
         assert counts[-1] < total
     assert counts[-1] > 0 and counts == sorted(counts)  # progress kept across kills, nothing lost
-    resumed = ImageCollection.open(uri, name=name, dimension=2048)
-    try:
-        report = index_folder(folder, resumed, embedder, batch_size=4, progress=False)
-        assert report.already_present == counts[-1] and report.indexed == total - counts[-1]
-        assert resumed.count() == total
-    finally:
-        resumed.close()
+    done = run_cli("index", str(folder), "--uri", uri, "--collection", name, "--weights", str(weights_file),
+                   "--json", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["already_present"] == counts[-1] and report["indexed"] == total - counts[-1]
     assert _assert_each_path_once(uri, name, folder) == total
     resumed = ImageCollection.open(uri, name=name, create=False)
-    resumed.drop()
-    resumed.close()
+    try:
+        mapping_file = default_mapping_path(resumed.target, name)
+        if not resumed.target.is_lite:
+            mapping_file = tmp_path / mapping_file  # a server's mapping goes to db/ in the working directory
+        saved = load_mapping(mapping_file)
+        assert len(saved) == total and saved["path"].is_unique and saved["id"].is_unique
+        check = verify_mapping(resumed, mapping_file)
+        assert (check.missing_from_file, check.stale_in_file, check.wrong_path) == ([], [], [])
+        assert saved[["id", "path"]].equals(mapping_from_collection(resumed)[["id", "path"]])
+        resumed.drop()
+    finally:
+        resumed.close()
 
 
 def stored_vector(store: ImageCollection, path: Path) -> np.ndarray:
-    from utilities.milvus_store import VECTOR_FIELD
+    from utilities.milvus.collection import VECTOR_FIELD
 
     rows = store.get([path_id(stored_path(path))], (VECTOR_FIELD,))
     return np.asarray(rows[0][VECTOR_FIELD], dtype=np.float32)
@@ -268,7 +271,7 @@ def _sealed_rows(store: ImageCollection) -> int:
 def test_a_large_run_seals_its_rows_and_a_small_one_leaves_them_to_milvus(
     server_uri: str, collection_name: str, photo_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from utilities import pipeline
+    from utilities.indexing import pipeline
 
     mean_colour = _mean_colour()
     store = ImageCollection.open(server_uri, name=collection_name, dimension=3)
@@ -325,7 +328,7 @@ def test_long_passes_show_progress(
 def test_planning_reads_nothing_but_a_count_from_an_empty_collection(
     backend: str, collection_name: str, photo_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from utilities import planning
+    from utilities.indexing import planning
 
     store = ImageCollection.open(backend, name=collection_name, dimension=3)
     try:

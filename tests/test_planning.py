@@ -1,4 +1,4 @@
-"""Planning in steps, in a thread ahead of decoding (`utilities.planning`, `pipeline.index_paths`)."""
+"""Planning in steps, in a thread ahead of decoding (`utilities.indexing.planning`, `indexing.pipeline.index_paths`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from PIL import Image
 
 from tests.conftest import class_photos
 from tests.conftest import mean_colour_embedder as _mean_colour
-from utilities import planning
 from utilities.errors import MilvusUnavailableError
-from utilities.milvus_store import ImageCollection
-from utilities.pipeline import index_folder
+from utilities.indexing import planning
+from utilities.indexing.pipeline import index_folder
+from utilities.milvus.collection import ImageCollection
 
 
 def _distinct_photos(folder: Path, count: int) -> list[Path]:

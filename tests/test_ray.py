@@ -21,8 +21,8 @@ from tests.conftest import class_photos, run_cli
 from tests.images_factory import make_bad_files
 from utilities.embeddings import ResNet50Embedder, embedder_from_callable
 from utilities.ids import path_id, stored_path
-from utilities.milvus_store import ImageCollection
-from utilities.pipeline import index_paths
+from utilities.indexing.pipeline import index_paths
+from utilities.milvus.collection import ImageCollection
 
 RAY_ENV = "RAY_TEST_ADDRESS"
 ON_TWO_NODES = {"decode_resources": {"decode_node": 1}, "embed_resources": {"embed_node": 1}}
@@ -39,7 +39,7 @@ def ray_address() -> str:
             "--resources='{\"embed_node\": 2}'` and `ray start --address=HEAD:6379 "
             "--resources='{\"decode_node\": 2}'`) and export it, or deselect with -m 'not ray'"
         )
-    from utilities.ray_indexing import connect
+    from utilities.indexing.on_ray import connect
 
     connect(address)
     return address
@@ -70,7 +70,7 @@ def _copy_photos(folder: Path, per_class: int) -> list[Path]:
 def test_ray_on_two_nodes_matches_the_single_process_path(
     ray_address: str, server_uri: str, server_store: ImageCollection, tmp_path: Path
 ) -> None:
-    from utilities.ray_indexing import RayOptions, index_paths_on_ray
+    from utilities.indexing.on_ray import RayOptions, index_paths_on_ray
 
     photos = _copy_photos(tmp_path / "photos", 3)
     bad = make_bad_files(tmp_path / "photos" / "bad")
@@ -119,7 +119,7 @@ def test_ray_on_two_nodes_matches_the_single_process_path(
 def test_a_ray_worker_killed_mid_run_leaves_each_image_once(
     ray_address: str, server_store: ImageCollection, tmp_path: Path
 ) -> None:
-    from utilities.ray_indexing import RayOptions, index_paths_on_ray
+    from utilities.indexing.on_ray import RayOptions, index_paths_on_ray
 
     photos = _copy_photos(tmp_path / "photos", 10)
     calls = tmp_path / "embed-calls.txt"  # each actor appends its pid per batch: the test kills the first
@@ -198,7 +198,7 @@ def test_cli_index_with_ray_then_search(ray_address: str, server_uri: str, photo
 
 
 def test_ray_with_a_milvus_lite_file_is_one_clear_error(tmp_path: Path) -> None:
-    from utilities.ray_indexing import RayUnavailableError, index_paths_on_ray
+    from utilities.indexing.on_ray import RayUnavailableError, index_paths_on_ray
 
     lite = ImageCollection.open(str(tmp_path / "milvus.db"), name="lite", dimension=2048)
     try:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import class_photos
-from utilities.reader import default_workers, iter_decoded_batches
+from utilities.images.reader import default_workers, iter_decoded_batches
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import pytest
 from pymilvus.exceptions import MilvusException
 
 from utilities.errors import MilvusUnavailableError
-from utilities.retry import RetryPolicy, call_with_retry, is_transient
+from utilities.milvus import retry
+from utilities.milvus.retry import RetryPolicy, call_with_retry, is_transient
 
 UNAVAILABLE = MilvusException(
     code=2, message="Fail connecting to server on 127.0.0.1:19530, illegal connection params or server unavailable"
@@ -28,38 +29,68 @@ def test_unavailable_server_is_transient_but_a_refusal_is_not() -> None:
     assert not is_transient(ValueError("server unavailable"))  # not from pymilvus: our own errors pass through
 
 
-def test_a_call_that_recovers_is_retried_with_reconnects() -> None:
+class FakeClock:
+    """`time.monotonic` and `time.sleep` for the retry module: sleeping moves the clock, takes no time,
+    and is recorded, so that waits are checked as numbers, not measured on a loaded machine."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+        monkeypatch.setattr(retry.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(retry.time, "sleep", self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_call_that_recovers_is_retried_with_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
     attempts, reconnects = [], []
 
     def flaky() -> str:
-        attempts.append(time.monotonic())
+        attempts.append(clock.now)
         if len(attempts) < 3:
             raise UNAVAILABLE
         return "ok"
 
     policy = RetryPolicy(seconds=5, first_delay=0.05)
-    assert call_with_retry(flaky, policy, "test", reconnect=lambda: reconnects.append(1)) == "ok"
+    assert call_with_retry(flaky, policy, "test", reconnect=lambda: reconnects.append(clock.now)) == "ok"
     assert len(attempts) == 3 and len(reconnects) == 2
-    assert attempts[2] - attempts[1] >= 2 * (attempts[1] - attempts[0]) * 0.8  # the wait doubled
+    assert clock.slept == [0.05, 0.1]  # the wait doubled
+    assert reconnects == [attempts[0] + 0.05, attempts[1] + 0.1]  # a reconnect after each wait, before the retry
 
 
-def test_retries_stop_when_the_budget_is_spent() -> None:
+def test_retries_stop_when_the_budget_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
     calls = []
 
     def down() -> None:
-        calls.append(1)
+        calls.append(clock.now)
+        clock.now += 0.01  # each attempt takes a little time
         raise UNAVAILABLE
 
-    started = time.monotonic()
-    with pytest.raises(MilvusUnavailableError, match="gave up after"):
+    with pytest.raises(MilvusUnavailableError, match="gave up after 0.7 s"):
         call_with_retry(
             down,
             RetryPolicy(seconds=1.0, first_delay=0.1),
             "test",
             give_up=lambda error, spent: MilvusUnavailableError(f"gave up after {spent:.1f} s: {error}"),
         )
-    assert time.monotonic() - started < 1.5
-    assert len(calls) == 4  # 0.1 + 0.2 + 0.4 s of waits fit in 1 s, the next 0.8 s would not
+    assert len(calls) == 4 and clock.slept == [0.1, 0.2, 0.4]  # 0.8 s more would pass the 1 s budget
+
+
+def test_real_waits_are_slept(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[float] = []
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) < 2:
+            raise UNAVAILABLE
+        return "ok"
+
+    assert call_with_retry(flaky, RetryPolicy(seconds=5, first_delay=0.05), "test") == "ok"
+    assert attempts[1] - attempts[0] >= 0.05  # a sleep never ends early; no upper bound on a loaded machine
 
 
 def test_errors_that_are_not_transient_are_raised_at_once() -> None:

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from utilities.ids import stored_path
-from utilities.milvus_store import ImageCollection
-from utilities.pipeline import index_folder
+from utilities.images.decoding import decode_for_model
+from utilities.indexing.pipeline import index_folder
+from utilities.milvus.collection import ImageCollection
 from utilities.search import hits_to_frame, search_images
 
 
@@ -22,7 +23,7 @@ def test_search_by_path_pil_and_vector_agree(indexed, embedder) -> None:
     store, photos = indexed
     by_path = search_images(store, photos[2], embedder, top_k=4)
     by_image = search_images(store, Image.open(photos[2]), embedder, top_k=4)
-    vector = embedder.embed_batch(np.stack([__import__("utilities.images").images.decode_for_model(photos[2])]))[0]
+    vector = embedder.embed_batch(np.stack([decode_for_model(photos[2])]))[0]
     by_vector = search_images(store, vector, top_k=4)
     assert list(by_path.columns) == ["rank", "id", "path", "distance", "score"]
     assert by_path["path"].tolist() == by_vector["path"].tolist()

@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
 
 from tests.conftest import ROOT, SAMPLES, SERVER_ENV, class_photos, run_cli
+from tests.ports import free_port
 
 PER_CLASS = 3
 TOKEN = "web-test-user:not-a-real-secret-4711"
@@ -45,12 +46,6 @@ class WebServer:
         return requests.post(self.url + "/api/search", files={"file": (name, content)}, data={"k": str(k)}, timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.server)])
 def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     """`serve` running on a free port over 30 indexed photos (3 per class), on Lite or the server."""
@@ -69,11 +64,12 @@ def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     common = ["--uri", uri, "--collection", collection, "--weights", "none", *token]
     done = run_cli("index", str(work / "photos"), *common)
     assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = free_port()
     log = work / "serve.log"
+    options = ["--port", str(port), "--max-upload-mb", "1", "--max-waiting-uploads", "8", "-v"]
     with log.open("w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "utilities", "serve", *common, "--port", str(port), "--max-upload-mb", "1", "-v"],
+            [sys.executable, "-m", "utilities", "serve", *common, *options],
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=work,
@@ -176,12 +172,16 @@ def test_bad_uploads_get_clear_errors(web: WebServer) -> None:
     Image.new("L", (14_000, 14_000)).save(bomb, "PNG")  # 196 M pixels, over twice Pillow's limit; 0.2 MB
     refused = web.search(data=bomb.getvalue(), name="bomb.png")
     assert refused.status_code == 400 and "decompression-bomb" in refused.json()["detail"]
+    deep = io.BytesIO()  # 12,000 x 12,000 16-bit: 0.3 MB that decoded in full took ~3.8 GB
+    Image.fromarray(np.zeros((12_000, 12_000), dtype=np.uint16)).save(deep, "PNG")
+    refused = web.search(data=deep.getvalue(), name="deep.png")
+    assert refused.status_code == 400 and "image too large: 12000 x 12000 pixels" in refused.json()["detail"]
     assert web.search(SAMPLES / "coffee.jpg", k=0).status_code == 422
     assert web.search(SAMPLES / "coffee.jpg", k=101).status_code == 422
 
 
-def test_openapi_docs_list_the_routes(web: WebServer) -> None:
-    assert web.get("/docs").status_code == 200
+def test_openapi_description_lists_the_routes_and_no_cdn_docs_page_is_offered(web: WebServer) -> None:
+    assert web.get("/docs").status_code == 404  # FastAPI's page loads its scripts from a CDN: removed
     paths = web.get("/openapi.json").json()["paths"]
     assert {"/api/search", "/api/search/{row_id}", "/api/info", "/api/rows/{row_id}/thumbnail"} <= set(paths)
 
@@ -214,6 +214,9 @@ def test_the_page_in_headless_chromium(web: WebServer, tmp_path: Path) -> None:
     try:
         driver.get(web.url + "/")
         wait.until(lambda d: f"{len(web.photos)} images" in d.find_element(By.ID, "info").text)
+        assert not driver.find_elements(By.CSS_SELECTOR, 'a[href="/docs"]')  # the blank docs page is gone
+        api_link = driver.find_element(By.CSS_SELECTOR, "footer a").get_attribute("href")
+        assert api_link.endswith("/openapi.json") and "/api/search" in requests.get(api_link, timeout=30).text
         Select(driver.find_element(By.ID, "k")).select_by_visible_text("5")
         driver.find_element(By.ID, "file-input").send_keys(str(SAMPLES / "astronaut.jpg"))
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-searches") == "1")

@@ -11,21 +11,18 @@ Example:
     >>> report = engine.index_folder("my_photos/")  # doctest: +SKIP
     >>> engine.search("query.jpg", top_k=5)  # doctest: +SKIP
 
-Modules, one job each:
+Subpackages by job (imports only run downward, from the front doors to the helpers):
 
-- images and models: `images` (find and decode), `reader` (parallel decoding in batches),
-  `gpu_decoder` (nvJPEG), `embeddings` (models);
-- Milvus: `milvus_connection` (client, Lite owner lock, retries, reconnecting),
-  `milvus_store` (`ImageCollection`: open, create, validate, drop), `collection_base`,
-  `collection_rows` (writes and reads), `collection_index` (index and searches),
-  `records` (`ImageRecord` and the field names), `lite_import`, `retry`, `chunks`;
-- indexing and searching: `pipeline` (indexing files), `ray_indexing` (on a Ray cluster),
-  `batch_writer`, `index_report`, `hashing`,
-  `catalog` (the id-to-path DataFrame), `search` (queries to DataFrames), `plotting`,
-  `files` (copying results);
-- around them: `engine` (the facade), `evaluation` (retrieval quality), `splits`
-  (class-folder splits), `datasets` (downloads), `demo`, `cli`, `ids` (stable ids),
-  `config` (URI and token resolution), `locks`, `errors`.
+- `images`: find image files, decode them into model inputs, in parallel batches, thumbnails;
+- `milvus`: the connection (Lite or a server, retries) and `ImageCollection` with its parts;
+- `indexing`: an indexing run (planning, background writes, the report, Ray);
+- `duplicates`: exact and edited copies among the stored images (`engine.find_duplicates`);
+- `web`: the search web page and its JSON API.
+
+At the top: the front doors `engine` (`ImageSearchEngine`), `cli`, `search`, `catalog` (the
+id-to-path DataFrame), `evaluation`, `demo`; `embeddings` (models), `plotting`, `files` (copying
+results), `datasets`, `splits`; and the shared helpers `config`, `errors`, `ids`, `records`,
+`locks`, `hashing` and `quiet` (TensorFlow's start-up noise kept off the terminal).
 """
 
 from __future__ import annotations
@@ -40,18 +37,20 @@ _EXPORTS = {
     "ResNet50Embedder": "utilities.embeddings",
     "KerasEmbedder": "utilities.embeddings",
     "Embedder": "utilities.embeddings",
-    "ImageCollection": "utilities.milvus_store",
+    "ImageCollection": "utilities.milvus.collection",
     "ImageRecord": "utilities.records",
-    "MilvusConnection": "utilities.milvus_connection",
-    "connect": "utilities.milvus_connection",
-    "index_folder": "utilities.pipeline",
-    "IndexReport": "utilities.pipeline",
-    "RayOptions": "utilities.ray_indexing",
+    "MilvusConnection": "utilities.milvus.connection",
+    "connect": "utilities.milvus.connection",
+    "index_folder": "utilities.indexing.pipeline",
+    "IndexReport": "utilities.indexing.pipeline",
+    "RayOptions": "utilities.indexing.on_ray",
     "search_images": "utilities.search",
+    "find_duplicates": "utilities.duplicates.finder",
+    "DuplicateReport": "utilities.duplicates.report",
     "plot_results": "utilities.plotting",
     "copy_results": "utilities.files",
-    "find_images": "utilities.images",
-    "load_image": "utilities.images",
+    "find_images": "utilities.images.finding",
+    "load_image": "utilities.images.decoding",
     "ImageSearchError": "utilities.errors",
     "ImageLoadError": "utilities.errors",
     "CollectionMismatchError": "utilities.errors",

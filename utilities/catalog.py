@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from utilities.collection_rows import PAGE_ROWS
 from utilities.config import MilvusTarget
 from utilities.locks import FileLock, lock_path_beside
-from utilities.milvus_store import ImageCollection
+from utilities.milvus.collection import ImageCollection
+from utilities.milvus.rows import PAGE_ROWS
 
 logger = logging.getLogger(__name__)
 

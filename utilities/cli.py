@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def _common_options(collection: str = DEFAULT_COLLECTION) -> argparse.ArgumentPa
 
 def _model_options() -> argparse.ArgumentParser:
     """Options of the commands that embed images."""
-    from utilities.reader import DECODERS
+    from utilities.images.reader import DECODERS
 
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
@@ -111,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--plot", type=Path, help="save a figure of the query and its results (PNG)")
     search.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    duplicates = commands.add_parser(
+        "duplicates",
+        parents=[_common_options()],
+        help="exact and edited copies among the stored images (lists them; deletes nothing)",
+    )
+    duplicates.add_argument("--exact-only", action="store_true", help="only files with the same content (no search)")
+    duplicates.add_argument("--threshold", type=float, help="cosine a near pair must reach to be checked (default 0.8)")
+    duplicates.add_argument("--neighbours", type=_positive, help="nearest rows searched for each row (default 10)")
+    duplicates.add_argument(
+        "--no-verify", action="store_true", help="keep every pair at the threshold, without the keypoint check"
+    )
+    duplicates.add_argument("--workers", type=_positive, help="processes for the keypoint check (default: one a core)")
+    duplicates.add_argument("--json", action="store_true", help="print the report as JSON")
+    duplicates.add_argument("--csv", type=Path, help="write the pairs to this CSV (a, b, cosine, kind, verified)")
+    duplicates.add_argument("--plot", type=Path, help="write one figure per group and a histogram into this folder")
+
     info = commands.add_parser("info", parents=[_common_options()], help="backend, collection, count, dimension, index")
     info.add_argument("--json", action="store_true")
 
@@ -146,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="default %(default)s")
     serve.add_argument("--max-upload-mb", type=float, default=20, help="largest accepted upload (default 20)")
+    serve.add_argument(
+        "--allowed-hosts",
+        default="",
+        help="comma-separated host names the server answers to besides localhost and --host (e.g. photos.example.org)",
+    )
+    serve.add_argument(
+        "--max-waiting-uploads",
+        type=_positive,
+        default=4,
+        help="searches by upload that may wait for the model at once; more get a 503 (default %(default)s)",
+    )
+    serve.add_argument(
+        "--token-file",
+        type=Path,
+        help="require the access token in this file (default: $UTILITIES_WEB_TOKEN if set, else no token)",
+    )
 
     demo = commands.add_parser(
         "demo", parents=[_common_options(DEMO_COLLECTION), model], help="index a small photo set and search it"
@@ -174,21 +207,21 @@ def _engine(args: argparse.Namespace, with_model: bool = True) -> Any:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from utilities.milvus_store import ImageCollection
+    from utilities.milvus.collection import ImageCollection
 
     return ImageCollection.open(args.uri, args.token, args.collection, create=False, retry_seconds=args.retry_seconds)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from utilities.images import find_image_files
-    from utilities.pipeline import shard_paths
+    from utilities.images.finding import find_image_files
+    from utilities.indexing.pipeline import shard_paths
 
     engine = _engine(args)
     files = find_image_files(args.folder)
     failures = args.failures
     ray = None
     if args.ray is not None:
-        from utilities.ray_indexing import RayOptions
+        from utilities.indexing.on_ray import RayOptions
 
         if args.shard:
             raise ValueError("--ray and --shard do not go together: Ray spreads the work itself")
@@ -221,12 +254,36 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    engine = _engine(args, with_model=False)
+    report = engine.find_duplicates(
+        threshold=args.threshold,
+        neighbours=args.neighbours,
+        verify=not args.no_verify,
+        exact_only=args.exact_only,
+        workers=args.workers,
+    )
+    written = [report.write_csv(args.csv)] if args.csv else []
+    if args.plot:
+        from utilities.duplicates.figures import plot_report
+
+        written += plot_report(report, args.plot)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report)
+        if written:
+            shown = ", ".join(str(path) for path in written[:3]) + (" ..." if len(written) > 3 else "")
+            print(f"wrote {len(written)} files: {shown}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from utilities.config import resolve_target
-    from utilities.milvus_connection import connect
+    from utilities.milvus.connection import connect
 
     target = resolve_target(args.uri, args.token)
-    details: dict[str, Any] = {"backend": "Milvus Lite" if target.is_lite else "Milvus server", "uri": target.uri}
+    details: dict[str, Any] = {"backend": "Milvus Lite" if target.is_lite else "Milvus server", "uri": target.shown}
     client, _ = connect(target.uri, target.token)
     details["collection"] = args.collection
     details["exists"] = bool(client.has_collection(args.collection))
@@ -272,7 +329,7 @@ def cmd_drop(args: argparse.Namespace) -> int:
     store = _store(args)
     if not args.yes:
         try:
-            answer = input(f"Drop collection {store.name!r} with {store.count()} rows at {store.target.uri}? [y/N] ")
+            answer = input(f"Drop collection {store.name!r} with {store.count()} rows at {store.target.shown}? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
@@ -327,17 +384,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError as error:
         raise ImageSearchError(f"serve needs uvicorn ({error}): pip install 'milvus-image-similarity[web]'") from error
-    from utilities.web_app import create_app
+    from utilities.web.app import create_app
+    from utilities.web.guards import TOKEN_ENV, allowed_hosts, is_loopback, read_token
 
-    app = create_app(_engine(args), max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
-    print(f"serving collection {args.collection!r} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    token = read_token(args.token_file)
+    if not is_loopback(args.host):
+        print(
+            f"warning: serving on {args.host}, beyond this machine: anyone who can reach port {args.port} sees every "
+            "indexed image"
+            + ("" if token else f"; set an access token ({TOKEN_ENV} or --token-file) to require one")
+            + ". Add the names clients use with --allowed-hosts.",
+            file=sys.stderr,
+            flush=True,
+        )
+    hosts = allowed_hosts(args.host, [name for name in args.allowed_hosts.split(",") if name.strip()])
+    app = create_app(
+        _engine(args),
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        hosts=hosts,
+        token=token,
+        max_waiting_uploads=args.max_waiting_uploads,
+    )
+    shown = f"http://{args.host}:{args.port}/" + ("  (open it once with ?token=YOUR_TOKEN)" if token else "")
+    print(f"serving collection {args.collection!r} at {shown} (Ctrl-C stops)", flush=True)
+    # no access log when a token is set: the first request's query string holds it
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info" if args.verbose else "warning",
+        access_log=bool(args.verbose and not token),
+    )
     return 0
 
 
 COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
+    "duplicates": cmd_duplicates,
     "info": cmd_info,
     "export-mapping": cmd_export_mapping,
     "drop": cmd_drop,
@@ -355,7 +439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:
+    if args.verbose:  # everything: the package's details, library warnings, TensorFlow's start-up lines
+        logging.getLogger("utilities").setLevel(logging.DEBUG)
+    else:  # only what was asked for (and progress bars): see utilities.quiet
+        warnings.simplefilter("ignore")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import pymilvus  # noqa: F401 - its import sets up its own log handler; quiet it after that
 
@@ -372,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(error).__module__.startswith("pymilvus"):
             message = getattr(error, "message", None) or str(error)
             print(
-                f"error: Milvus at {resolve_target(args.uri, args.token).uri} answered: "
+                f"error: Milvus at {resolve_target(args.uri, args.token).shown} answered: "
                 f"{message}. Check that the server is running and healthy (python -m utilities info), "
                 "then run the same command again.",
                 file=sys.stderr,

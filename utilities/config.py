@@ -37,8 +37,29 @@ class MilvusTarget:
         """True when the URI names a local Milvus Lite file rather than a server."""
         return not self.uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
 
+    @property
+    def shown(self) -> str:
+        """The URI to print or log: any `user:password@` in it replaced by `***@` (see `masked_uri`)."""
+        return masked_uri(self.uri)
+
     def __repr__(self) -> str:  # never print the token
-        return f"MilvusTarget(uri={self.uri!r}, token={'***' if self.token else ''!r})"
+        return f"MilvusTarget(uri={self.shown!r}, token={'***' if self.token else ''!r})"
+
+
+def masked_uri(uri: str) -> str:
+    """`uri` with the credentials in it (`user:password@`, `user@`) replaced by `***@`.
+
+    Example:
+        >>> masked_uri("http://root:Milvus@milvus.example:19530")
+        'http://***@milvus.example:19530'
+        >>> masked_uri("db/milvus.db")
+        'db/milvus.db'
+    """
+    scheme, separator, rest = uri.partition("://")
+    if not separator or "@" not in rest.split("/", 1)[0]:
+        return uri
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
 
 
 def resolve_target(uri: str | os.PathLike | None = None, token: str | None = None) -> MilvusTarget:

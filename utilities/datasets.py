@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from utilities.errors import ImageSearchError
 from utilities.hashing import digest_file
-from utilities.images import find_images
+from utilities.images.finding import find_images
 from utilities.splits import class_folders, split_per_class
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from utilities.datasets import fetch_dataset, first_per_class
-from utilities.pipeline import IndexReport
+from utilities.indexing.pipeline import IndexReport
 from utilities.splits import split_per_class
 
 

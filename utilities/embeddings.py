@@ -20,7 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from utilities.errors import WeightsError
-from utilities.images import DEFAULT_IMAGE_SIZE
+from utilities.images.decoding import DEFAULT_IMAGE_SIZE
+from utilities.quiet import import_keras
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class KerasEmbedder:
 
 def _caffe_preprocess_layer() -> Any:
     """A Keras layer doing `resnet50.preprocess_input` on uint8 RGB input, in-graph."""
-    import keras
+    keras = import_keras()
 
     class CaffePreprocess(keras.layers.Layer):
         """Cast to float32, RGB to BGR, subtract the ImageNet channel means."""
@@ -166,7 +167,7 @@ def build_resnet50(
         WeightsError: The weights file is missing or does not fit ResNet50, or the
             ImageNet weights could not be downloaded.
     """
-    import keras
+    keras = import_keras()
 
     chosen = _weights_argument(weights)
     inputs = keras.Input(shape=(image_size, image_size, 3), dtype="uint8", name="image")

@@ -12,23 +12,28 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import pandas as pd
 
-from utilities import catalog, files, pipeline, plotting, search
+from utilities import catalog, files, plotting, search
 from utilities.config import DEFAULT_COLLECTION, resolve_target
 from utilities.embeddings import Embedder, ResNet50Embedder
 from utilities.errors import CollectionNotFoundError
 from utilities.ids import path_id, stored_path
-from utilities.images import find_image_files, find_images
-from utilities.milvus_store import ImageCollection
+from utilities.images.finding import find_image_files, find_images
+from utilities.indexing import pipeline
+from utilities.milvus.collection import ImageCollection
+
+if TYPE_CHECKING:
+    from utilities.duplicates.report import DuplicateReport
+    from utilities.indexing.on_ray import RayOptions
 
 logger = logging.getLogger(__name__)
 
-RayChoice = Any
-"""How `index_folder` uses Ray: None or False (not at all), True, a cluster address, or `ray_indexing.RayOptions`."""
+RayChoice = Union[bool, str, "RayOptions", None]  # noqa: UP007 - a runtime alias, with a forward reference
+"""How `index_folder` uses Ray: None or False (not at all), True, a cluster address, or `indexing.on_ray.RayOptions`."""
 
 
 class ImageSearchEngine:
@@ -47,9 +52,9 @@ class ImageSearchEngine:
         batch_size: Images per model call.
         progress: Show tqdm progress bars.
         retry_seconds: How long a call keeps retrying while a server is unreachable
-            (default 60 s, see `retry.RetryPolicy`; 0 fails at once).
+            (default 60 s, see `milvus.retry.RetryPolicy`; 0 fails at once).
         decoder: How images are decoded: `"thread"`, `"process"` or `"gpu"` (nvJPEG, needs
-            torchvision with CUDA); see `reader.iter_decoded_batches`. Default: by core count.
+            torchvision with CUDA); see `images.reader.iter_decoded_batches`. Default: by core count.
 
     It is a context manager: leaving the `with` block closes the connection (and lets
     another process open a Milvus Lite file).
@@ -185,7 +190,7 @@ class ImageSearchEngine:
         prune: bool = False,
         ray: RayChoice = None,
     ) -> pipeline.IndexReport:
-        """Bring the collection up to date with the images under `folder`; see `pipeline.index_folder`.
+        """Bring the collection up to date with the images under `folder`; see `indexing.pipeline.index_folder`.
 
         New and changed files are embedded, moved ones keep their vectors, unchanged
         ones are skipped; with `prune`, rows of files deleted from the folder go too.
@@ -194,8 +199,8 @@ class ImageSearchEngine:
         wrote and deleted, and rebuilt from the collection only if it then disagrees with the row
         count (`catalog.update_mapping`).
 
-        With `ray` (True, a cluster address, or `ray_indexing.RayOptions`), Ray Data decodes and
-        embeds on a cluster, writing into the Milvus server; see `ray_indexing.index_paths_on_ray`.
+        With `ray` (True, a cluster address, or `indexing.on_ray.RayOptions`), Ray Data decodes and
+        embeds on a cluster, writing into the Milvus server; see `indexing.on_ray.index_paths_on_ray`.
 
         Example:
             >>> engine = ImageSearchEngine("http://milvus:19530")  # doctest: +SKIP
@@ -211,7 +216,7 @@ class ImageSearchEngine:
         failures_path: str | os.PathLike | None = None,
         ray: RayChoice = None,
     ) -> pipeline.IndexReport:
-        """Bring the collection up to date with the given image files; see `pipeline.index_paths`.
+        """Bring the collection up to date with the given image files; see `indexing.pipeline.index_paths`.
 
         Args:
             paths: Image files.
@@ -223,13 +228,13 @@ class ImageSearchEngine:
             ray: Decode and embed on Ray (see `index_folder`); None or False: in this process.
         """
         if ray is not None and ray is not False:
-            from utilities import ray_indexing
+            from utilities.indexing import on_ray
 
-            report = ray_indexing.index_paths_on_ray(
+            report = on_ray.index_paths_on_ray(
                 paths,
                 self.store,
                 self.embedder,
-                ray_indexing.ray_options(ray),
+                on_ray.ray_options(ray),
                 self.batch_size,
                 progress=self.progress,
                 prune_root=prune_root,
@@ -280,6 +285,54 @@ class ImageSearchEngine:
     ) -> pd.DataFrame:
         """Nearest stored images; see `search.search_images`."""
         return search.search_images(self.open_existing(), query, self.embedder, top_k, search_params)
+
+    def find_duplicates(
+        self,
+        threshold: float | None = None,
+        neighbours: int | None = None,
+        verify: bool = True,
+        exact_only: bool = False,
+        workers: int | None = None,
+    ) -> DuplicateReport:
+        """Exact and edited copies among the stored images, from their stored hashes and vectors.
+
+        No model runs: exact copies come from the content hashes, candidates from a k-NN search of
+        the stored vectors, and each near candidate is checked with keypoints (OpenCV, the
+        `[duplicates]` extra) unless `verify=False`. Nothing is deleted or moved.
+
+        Args:
+            threshold: Cosine a near pair must reach (default `duplicates.finder.DEFAULT_THRESHOLD`).
+            neighbours: Nearest rows searched for each row (default `duplicates.finder.DEFAULT_NEIGHBOURS`).
+            verify: Check near candidates with keypoints.
+            exact_only: Only files with the same content.
+            workers: Processes for the check (default: one a core).
+
+        Returns:
+            A `duplicates.report.DuplicateReport` (groups, pairs, keepers, removable files).
+
+        Raises:
+            CollectionNotFoundError: The collection does not exist; index a folder first.
+        """
+        from utilities.duplicates import finder
+
+        if self._store is None or self._dropped:  # open it without building the model
+            self._store = ImageCollection.open(
+                self.target.uri,
+                self.target.token,
+                self.collection_name,
+                create=False,
+                retry_seconds=self.retry_seconds,
+            )
+            self._dropped = False
+        return finder.find_duplicates(
+            self._store,
+            threshold=finder.DEFAULT_THRESHOLD if threshold is None else threshold,
+            neighbours=neighbours or finder.DEFAULT_NEIGHBOURS,
+            verify=verify,
+            exact_only=exact_only,
+            workers=workers,
+            progress=self.progress,
+        )
 
     def mapping(self) -> pd.DataFrame:
         """The id-to-path mapping, read from the collection."""

@@ -39,8 +39,8 @@ import pandas as pd
 
 from utilities.embeddings import Embedder
 from utilities.ids import path_id
-from utilities.milvus_store import ImageCollection
-from utilities.pipeline import embed_paths
+from utilities.indexing.pipeline import embed_paths
+from utilities.milvus.collection import ImageCollection
 from utilities.splits import class_folders, split_per_class
 
 
@@ -146,7 +146,7 @@ def evaluate(
     Args:
         folder: A folder with one sub-folder of images per class.
         embedder: Any `Embedder` (ResNet50 or your own model).
-        uri: Milvus Lite file or server URI (see `milvus_store.connect`).
+        uri: Milvus Lite file or server URI (see `milvus.connection.connect`).
         token: Server token.
         database_per_class: Images per class to index.
         queries_per_class: Held-out images per class to query with.

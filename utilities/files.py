@@ -10,9 +10,24 @@ import pandas as pd
 
 from utilities.errors import ImageSearchError
 
+NAME_MAX_BYTES = 255
+"""Longest file name (in UTF-8 bytes) most file systems take."""
+
+
+def _fitted(name: str) -> str:
+    """`name` with control characters (newlines, tabs, escapes) replaced by `_`, its stem shortened
+    so that the whole name fits in `NAME_MAX_BYTES`; the suffix is kept."""
+    clean = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+    if len(clean.encode("utf-8")) <= NAME_MAX_BYTES:
+        return clean
+    stem, suffix = os.path.splitext(clean)
+    suffix = suffix if len(suffix.encode("utf-8")) <= 16 else ""
+    room = NAME_MAX_BYTES - len(suffix.encode("utf-8"))
+    return stem.encode("utf-8")[:room].decode("utf-8", errors="ignore") + suffix
+
 
 def _target_names(results: pd.DataFrame) -> list[str]:
-    """`<rank>_<name>`, prefixed by `q<n>_` when the table holds several queries."""
+    """`<rank>_<name>`, prefixed by `q<n>_` when the table holds several queries (see `_fitted`)."""
     width = len(str(int(results["rank"].max()))) if len(results) else 1
     names = [
         f"{int(rank):0{width}d}_{Path(str(path)).name}"
@@ -22,6 +37,7 @@ def _target_names(results: pd.DataFrame) -> list[str]:
         # a new query starts wherever the rank stops increasing
         codes = (results["rank"].diff().fillna(-1) <= 0).cumsum().to_numpy() - 1
         names = [f"q{code + 1}_{name}" for code, name in zip(codes, names, strict=True)]
+    names = [_fitted(name) for name in names]
     return names
 
 

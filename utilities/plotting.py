@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from utilities.errors import ImageLoadError
-from utilities.images import load_image
+from utilities.images.decoding import load_image
 
 
 def _thumbnail(source: Any, size: int) -> np.ndarray | None:

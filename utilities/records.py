@@ -1,7 +1,7 @@
 """One stored image as a record, and the collection's field names.
 
-Every layer passes `ImageRecord`s: the pipeline builds them, `milvus_store` turns them
-into Milvus rows and back. Only this module and `milvus_store` know the field names.
+Every layer passes `ImageRecord`s: the pipeline builds them, `milvus.collection` turns them
+into Milvus rows and back. Only this module and `milvus.collection` know the field names.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import pandas as pd
 from PIL import Image
 
 from utilities.embeddings import Embedder
-from utilities.images import decode_for_model, to_model_input
-from utilities.milvus_store import PATH_FIELD, ImageCollection, distance_from_score
+from utilities.images.decoding import decode_for_model, to_model_input
+from utilities.milvus.collection import PATH_FIELD, ImageCollection, distance_from_score
 
 Query = str | os.PathLike | Image.Image | np.ndarray
 """One query: an image path, a loaded PIL image, or a vector (or a matrix of vectors)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from utilities.images import find_images
+from utilities.images.finding import find_images
 
 
 def class_folders(root: str | os.PathLike) -> list[Path]:

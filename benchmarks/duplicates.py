@@ -1,0 +1,161 @@
+"""Duplicate finding against a ground truth made by code: precision and recall of pairs, and time.
+
+The set: N photos (`../shared/data/imagenette-val` when present, else the committed samples);
+an edited copy of each of the first half (crop 85-95 %, shrink 60-90 %, mirror, brightness
++-15 %, rotation +-4 degrees, JPEG 50-85: `tests/images_factory.edited_copy`) and a byte-for-byte
+copy of each of the first tenth. The true pairs are those copies with their source. Every
+other pair is a negative; with Imagenette, photos of the same class are the look-alikes.
+
+For each setting, `find_duplicates` runs on the indexed collection (Milvus Lite by default):
+precision and recall of the near pairs and of the exact pairs, the candidate stage's recall
+against brute force over the stored vectors, and the time. The vectors come from the default
+ResNet50 with random weights (no weights can be downloaded here): the keypoint check decides,
+and the threshold is low so that it sees every true pair.
+
+Usage:
+    python benchmarks/duplicates.py [--quick] [--count 600] [--server-uri http://127.0.0.1:19530]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import SHARED_DATA, shown_path, write_table  # noqa: E402
+from tests.images_factory import edited_copy  # noqa: E402
+
+SAMPLES = ROOT / "tests" / "data" / "samples"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the 6 committed samples: checks that it runs (CI)")
+    parser.add_argument("--count", type=int, default=600, help="source photos (Imagenette when present)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.8])
+    parser.add_argument("--neighbours", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--server-uri", default="", help="index into this server instead of a Lite file")
+    parser.add_argument("--name", default="duplicates")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.name += "-quick"
+        args.count, args.thresholds, args.neighbours = 6, [0.5], [10]
+    return args
+
+
+def make_set(sources: list[Path], folder: Path) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """Copy the sources into `folder` with their edited and exact copies; return the true (near, exact) pairs."""
+    from utilities.ids import stored_path
+
+    near, exact = set(), set()
+    for number, source in enumerate(sources):
+        original = folder / "photos" / f"{number:05d}{source.suffix.lower()}"
+        original.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, original)
+        same_content = [original]
+        if number < max(1, len(sources) // 10):
+            copy = folder / "exact" / original.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)
+            exact.add(tuple(sorted((stored_path(original), stored_path(copy)))))
+            same_content.append(copy)
+        if number < max(1, len(sources) // 2):
+            edited = edited_copy(source, folder / "edited" / f"{number:05d}_edit.jpg", seed=number)
+            near |= {tuple(sorted((stored_path(twin), stored_path(edited)))) for twin in same_content}
+    return near, exact
+
+
+def brute_force(store, pairs: set[tuple[str, str]], threshold: float) -> tuple[set[tuple[str, str]], int]:
+    """The given pairs whose stored vectors reach the threshold (exact cosine), and how many pairs
+    of the whole collection do."""
+    ids = [record.id for page in store.iter_records() for record in page]
+    records = [r for start in range(0, len(ids), 1000) for r in store.records(ids[start : start + 1000], True)]
+    matrix = np.stack([r.vector for r in records]).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    similar = matrix @ matrix.T
+    row = {r.path: n for n, r in enumerate(records)}
+    reached = {pair for pair in pairs if similar[row[pair[0]], row[pair[1]]] >= threshold}
+    return reached, int((np.triu(similar, 1) >= threshold).sum())
+
+
+def scores(found: set[tuple[str, str]], truth: set[tuple[str, str]]) -> tuple[str, str]:
+    hits = len(found & truth)
+    precision = hits / len(found) if found else 1.0
+    recall = hits / len(truth) if truth else 1.0
+    return f"{precision:.3f}", f"{recall:.3f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    from utilities.duplicates.candidates import find_candidates
+    from utilities.duplicates.finder import find_duplicates
+    from utilities.embeddings import ResNet50Embedder
+    from utilities.images.finding import find_images
+    from utilities.indexing.pipeline import index_folder
+    from utilities.milvus.collection import ImageCollection
+
+    imagenette = SHARED_DATA / "imagenette-val"
+    source_folder = SAMPLES if args.quick or not imagenette.is_dir() else imagenette
+    every = find_images(source_folder)
+    step = max(1, len(every) // args.count)
+    sources = every[::step][: args.count]  # spread over the classes
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        near_truth, exact_truth = make_set(sources, Path(scratch))
+        uri = args.server_uri or f"{scratch}/d.db"
+        store = ImageCollection.open(uri, name="bench_duplicates", dimension=2048, reset=True)
+        started = time.perf_counter()
+        report = index_folder(scratch, store, ResNet50Embedder(weights=None), batch_size=32, progress=False)
+        index_seconds = time.perf_counter() - started
+        for threshold in args.thresholds:
+            reachable, above = brute_force(store, near_truth, threshold)
+            for neighbours in args.neighbours:
+                candidates = find_candidates(store, threshold, neighbours)
+                paths = {i: r.path for i, r in candidates.records.items()}
+                proposed = {tuple(sorted((paths[a], paths[b]))) for a, b in candidates.near}
+                candidate_recall = len(proposed & reachable) / len(reachable) if reachable else 1.0
+                for verify in (True, False):
+                    found = find_duplicates(store, threshold, neighbours, verify=verify)
+                    near = {tuple(sorted((p.a, p.b))) for p in found.pairs if p.kind == "near"}
+                    exact = {tuple(sorted((p.a, p.b))) for p in found.pairs if p.kind == "exact"}
+                    rows.append(
+                        [
+                            f"{threshold:g}",
+                            neighbours,
+                            "keypoints" if verify else "none",
+                            *scores(near, near_truth),
+                            *scores(exact, exact_truth),
+                            f"{candidate_recall:.3f} ({len(reachable)} of {len(near_truth)}; {above:,} in all)",
+                            len(found.groups),
+                            f"{found.seconds:.1f}",
+                        ]
+                    )
+        store.drop()
+        store.close()
+    write_table(
+        args.name,
+        "Duplicates against a ground truth made by code",
+        ["threshold", "neighbours", "check", "near precision", "near recall", "exact precision", "exact recall"]
+        + ["candidate recall vs brute force (true pairs at the threshold; all pairs)", "groups", "seconds"],
+        rows,
+        [
+            f"{len(sources)} photos from {shown_path(source_folder)}, {len(near_truth)} edited copies, "
+            f"{len(exact_truth)} exact copies: {report.indexed} images indexed in {index_seconds:.0f} s "
+            "(ResNet50, random weights, Milvus " + ("server" if args.server_uri else "Lite") + ")",
+            "the true near pairs are each edited copy with its source and with that source's exact copy; every "
+            "other pair is a negative. Candidate recall: of the true pairs whose stored vectors reach the threshold "
+            "(brute force), the share the k-NN candidates hold",
+        ],
+        packages=["opencv-python-headless", "pymilvus", "milvus-lite", "keras", "tensorflow-cpu"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The web server's guards, over HTTP against a real uvicorn server in this process, on Milvus Lite.
+
+A near-free embedder (the mean colour) stands in for the model, so that a slow one can be
+simulated exactly: `SLOW_SECONDS` a call, to fill the queue of uploads waiting for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import SAMPLES, class_photos, mean_colour_embedder
+from tests.ports import free_port
+from utilities.engine import ImageSearchEngine
+from utilities.ids import path_id, stored_path
+from utilities.web.guards import SECURITY_HEADERS, TOKEN_COOKIE, allowed_hosts, is_loopback, read_token
+
+SLOW_SECONDS = 2.0
+TOKEN = "guard-test-token-0123456789abcdef"
+
+
+@dataclass
+class Served:
+    url: str
+    photos: list[Path]
+    slow: threading.Event
+
+    def get(self, path: str, **options) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **options)
+
+    def upload(self, path: Path, **options) -> requests.Response:
+        files = {"file": (path.name, path.read_bytes())}
+        return requests.post(self.url + "/api/search", files=files, data={"k": "3"}, timeout=60, **options)
+
+
+def _serve(app) -> tuple[str, object, threading.Thread]:
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ImageSearchEngine, list[Path], threading.Event]]:
+    work = tmp_path_factory.mktemp("guards")
+    photos = []
+    for source in class_photos(1):
+        target = work / "photos" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        photos.append(target)
+    slow = threading.Event()
+
+    def maybe_slow() -> None:
+        if slow.is_set():
+            time.sleep(SLOW_SECONDS)
+
+    embedder = mean_colour_embedder(maybe_slow)
+    engine = ImageSearchEngine(uri=str(work / "m.db"), collection_name="guards", embedder=embedder)
+    engine.index_folder(work / "photos")
+    yield engine, photos, slow
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def served(engine) -> Iterator[Served]:
+    from utilities.web.app import create_app
+
+    search_engine, photos, slow = engine
+    url, server, thread = _serve(create_app(search_engine, max_upload_bytes=256 * 1024, max_waiting_uploads=1))
+    yield Served(url, photos, slow)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_every_response_carries_the_security_headers(served: Served) -> None:
+    answers = [
+        served.get("/"),
+        served.get("/api/info"),
+        served.get("/api/rows/1/image"),  # 404
+        served.get("/api/info", headers={"Host": "evil.example"}),  # 400
+        requests.post(served.url + "/api/search", data=b"x" * 400_000, timeout=60),  # 413 from Content-Length
+    ]
+    assert [answer.status_code for answer in answers] == [200, 200, 404, 400, 413]
+    for answer in answers:
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(name) == value, (answer.url, name)
+    assert "frame-ancestors 'none'" in answers[0].headers["content-security-policy"]
+
+
+def test_only_this_machines_host_names_are_answered(served: Served) -> None:
+    port = served.url.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert served.get("/api/info", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1.evil.example:{port}", ""):
+        refused = served.get("/api/info", headers={"Host": host})
+        assert refused.status_code == 400 and "count" not in refused.text, host
+    assert allowed_hosts("0.0.0.0", ["Photos.Example.org"]) == ["localhost", "127.0.0.1", "::1", "photos.example.org"]
+    assert allowed_hosts("192.168.1.5") == ["localhost", "127.0.0.1", "::1", "192.168.1.5"]
+    assert [is_loopback(h) for h in ("127.0.0.2", "::1", "[::1]", "0.0.0.0", "::")] == [True, True, True, False, False]
+
+
+def test_a_chunked_upload_over_the_cap_gets_413_and_the_server_goes_on(served: Served) -> None:
+    boundary = "guardboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    sent = []
+
+    def body() -> Iterator[bytes]:  # no Content-Length: requests sends it chunked
+        yield head
+        for _ in range(64):  # 4 MB in all, against a cap of 256 KB
+            sent.append(65536)
+            yield b"\xff" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        answer = requests.post(
+            served.url + "/api/search",
+            data=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=60,
+        )
+        assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
+    except requests.ConnectionError:  # the server may close the connection once it has answered
+        pass
+    assert served.upload(served.photos[0]).status_code == 200
+
+
+def test_uploads_beyond_the_waiting_bound_get_503_and_pages_stay_fast(served: Served) -> None:
+    served.slow.set()
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            uploads = [pool.submit(served.upload, served.photos[i % len(served.photos)]) for i in range(6)]
+            time.sleep(0.3)  # every upload has arrived: one embeds (2 s), one waits, the rest were refused
+            started = time.perf_counter()
+            info = served.get("/api/info")
+            thumbnail = served.get(f"/api/rows/{path_id(stored_path(served.photos[1]))}/thumbnail")
+            page = served.get("/")
+            page_seconds = time.perf_counter() - started
+            answers = [future.result() for future in uploads]
+    finally:
+        served.slow.clear()
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes.count(200) >= 1 and codes.count(503) >= 1 and set(codes) <= {200, 503}, codes
+    assert codes.count(200) <= 2, codes  # one embedding, one waiting
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"] == "2" and "busy" in answer.json()["detail"]
+    assert info.status_code == thumbnail.status_code == page.status_code == 200
+    assert thumbnail.headers["content-type"] == "image/jpeg"
+    assert page_seconds < SLOW_SECONDS, "the info, thumbnail and page requests waited for the model"
+
+
+def test_a_changed_or_swapped_file_is_not_served(served: Served, tmp_path: Path) -> None:
+    result = served.upload(served.photos[2]).json()["results"][0]
+    path = Path(result["path"])
+    original, status = path.read_bytes(), path.stat()
+    assert served.get(result["image"]).content == original
+    first_thumbnail = served.get(result["thumbnail"]).content
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:not for the web\n")
+    try:
+        path.unlink()
+        path.symlink_to(secret)  # the indexed path now leads to another file
+        for kind in ("image", "thumbnail"):
+            refused = served.get(result[kind])
+            assert refused.status_code == 404 and "root:" not in refused.text, kind
+        path.unlink()
+        shutil.copy(SAMPLES / "rocket.jpg", path)  # replaced by another photo: changed since it was indexed
+        changed = served.get(result["image"])
+        assert changed.status_code == 404 and "changed since it was indexed" in changed.json()["detail"]
+        assert served.get(result["thumbnail"]).status_code == 404
+    finally:
+        path.unlink(missing_ok=True)
+        path.write_bytes(original)
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    restored = served.get(result["image"])
+    assert restored.status_code == 200 and restored.content == original
+    assert restored.headers["content-type"] == "image/jpeg"
+    assert served.get(result["thumbnail"]).content == first_thumbnail
+
+
+def test_the_api_docs_page_is_gone_and_the_openapi_description_stays(served: Served) -> None:
+    assert served.get("/docs").status_code == 404 and served.get("/redoc").status_code == 404
+    assert "/api/search" in served.get("/openapi.json").json()["paths"]
+    assert 'href="/docs"' not in served.get("/").text
+
+
+def test_an_access_token_guards_the_page_and_the_api(engine, tmp_path: Path) -> None:
+    from utilities.web.app import create_app
+
+    search_engine, photos, _ = engine
+    url, server, thread = _serve(create_app(search_engine, token=TOKEN))
+    try:
+        for path in ("/", "/api/info", "/openapi.json", "/static/app.js"):
+            refused = requests.get(url + path, timeout=30)
+            assert refused.status_code == 401 and TOKEN not in refused.text, path
+        assert requests.get(url + "/api/info", headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+        bearer = requests.get(url + "/api/info", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert bearer.status_code == 200 and bearer.json()["count"] == len(photos)
+        opened = requests.get(url + f"/?token={TOKEN}", timeout=30, allow_redirects=False)
+        assert opened.status_code == 303 and opened.headers["location"] == "/"
+        cookie = opened.headers["set-cookie"]
+        assert cookie.startswith(f"{TOKEN_COOKIE}=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        with requests.Session() as browser:
+            page = browser.get(url + f"/?token={TOKEN}", timeout=30)  # follows the redirect with the cookie
+            assert page.status_code == 200 and "<html" in page.text.lower() and TOKEN not in page.text
+            assert browser.get(url + "/api/info", timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    assert read_token(token_file) == TOKEN
+    token_file.write_text("short\n")
+    with pytest.raises(ValueError, match="shorter than 16"):
+        read_token(token_file)
+    with pytest.raises(ValueError, match="does not exist"):
+        read_token(tmp_path / "missing")
+    token_file.write_text("a token; with spaces=and-more\n")
+    with pytest.raises(ValueError, match="only letters, digits"):
+        read_token(token_file)
+
+
+def test_a_thumbnail_is_made_again_when_its_file_changes(tmp_path: Path) -> None:
+    from utilities.images.thumbnails import ThumbnailCache
+
+    photo = tmp_path / "photo.jpg"
+    shutil.copy(SAMPLES / "cat.jpg", photo)
+    cache = ThumbnailCache(capacity=4)
+    first = cache.get(7, str(photo), stamp=(1, 1))
+    shutil.copy(SAMPLES / "rocket.jpg", photo)
+    assert cache.get(7, str(photo), stamp=(1, 1)) == first  # same stamp: the kept thumbnail
+    changed = cache.get(7, str(photo), stamp=(2, 2))
+    assert changed != first and len(cache) == 1
+
+
+def test_serving_beyond_this_machine_warns(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    done = run_cli("serve", "--uri", str(tmp_path / "none.db"), "--host", "0.0.0.0", "--port", str(free_port()),
+                   "--weights", "none", timeout=120, env={"UTILITIES_WEB_TOKEN": ""})  # fmt: skip
+    assert done.returncode == 1  # no collection there: it stops after the warning
+    assert "warning: serving on 0.0.0.0, beyond this machine" in done.stderr
+    assert "set an access token (UTILITIES_WEB_TOKEN or --token-file)" in done.stderr
+    assert "does not exist" in done.stderr

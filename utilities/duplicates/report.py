@@ -1,0 +1,153 @@
+"""What a duplicate search found: pairs, groups, one file to keep in each, the files one could remove.
+
+The package never deletes or moves a file: the report only names them.
+
+Which file of a group is kept (`keeper_rule`): the largest file (most bytes: usually the
+original, or the least compressed copy), then the shortest path, then the first path in
+alphabetical order.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from utilities.records import ImageRecord
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two stored images that are copies of each other.
+
+    Attributes:
+        a: The first file (the smaller row id).
+        b: The second file.
+        cosine: Cosine similarity of their stored vectors (1.0 for exact copies).
+        kind: `"exact"` (the same content hash) or `"near"` (an edited copy).
+        verified: True when the geometric check confirmed a near copy; None when it did not run
+            (exact copies, or `verify=False`).
+        inliers: Keypoint matches that agreed with one transform (0 when not checked).
+    """
+
+    a: str
+    b: str
+    cosine: float
+    kind: str
+    verified: bool | None = None
+    inliers: int = 0
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files that are all copies of one another (linked by pairs).
+
+    Attributes:
+        files: Its files, sorted.
+        keeper: The file to keep (`keeper_rule`).
+        removable: The others: what one could delete.
+        exact: True when every file has the same content.
+    """
+
+    files: list[str]
+    keeper: str
+    removable: list[str]
+    exact: bool
+
+
+def keeper_rule(records: list[ImageRecord]) -> ImageRecord:
+    """The record to keep: the largest file, then the shortest path, then the first path.
+
+    Example:
+        >>> keeper_rule([ImageRecord(1, "/b/x.jpg", 10), ImageRecord(2, "/a/long/x.jpg", 10)]).path
+        '/b/x.jpg'
+    """
+    return min(records, key=lambda record: (-record.file_size, len(record.path), record.path))
+
+
+@dataclass
+class DuplicateReport:
+    """The result of `engine.find_duplicates` (also printed and written by the CLI's `duplicates`).
+
+    Attributes:
+        collection: The collection searched.
+        rows: Rows read.
+        threshold: Cosine a near pair had to reach (None for `exact_only`).
+        verified: Whether near pairs went through the geometric check.
+        pairs: Every pair found (exact ones and, when verified, only the confirmed near ones).
+        groups: Pairs joined into groups, largest first.
+        rejected: Near candidates the check did not confirm.
+        unreadable: Files that could not be read for the check, with the reason (never fatal).
+        nearest: Each row's best cosine to another row, for choosing a threshold.
+        seconds: Wall time.
+    """
+
+    collection: str
+    rows: int = 0
+    threshold: float | None = None
+    verified: bool = False
+    pairs: list[DuplicatePair] = field(default_factory=list)
+    groups: list[DuplicateGroup] = field(default_factory=list)
+    rejected: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)
+    nearest: list[float] = field(default_factory=list, repr=False)
+    seconds: float = 0.0
+
+    @property
+    def removable(self) -> list[str]:
+        """Every file one could remove, keeping one file of each group."""
+        return sorted(path for group in self.groups for path in group.removable)
+
+    def duplicates_map(self) -> dict[str, list[str]]:
+        """imagededup's shape: each file in a group, mapped to the other files of its group."""
+        mapping: dict[str, list[str]] = {}
+        for group in self.groups:
+            for path in group.files:
+                mapping[path] = [other for other in group.files if other != path]
+        return dict(sorted(mapping.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data; `duplicates` holds imagededup's `{file: [duplicates]}`."""
+        return {
+            "collection": self.collection,
+            "rows": self.rows,
+            "threshold": self.threshold,
+            "verified": self.verified,
+            "groups": [vars(group) for group in self.groups],
+            "pairs": [vars(pair) for pair in self.pairs],
+            "duplicates": self.duplicates_map(),
+            "removable": self.removable,
+            "rejected_candidates": self.rejected,
+            "unreadable": self.unreadable,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        """Write the pairs as CSV: `a, b, cosine, kind, verified, inliers`."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["a", "b", "cosine", "kind", "verified", "inliers"])
+            for pair in self.pairs:
+                verified = "" if pair.verified is None else pair.verified
+                writer.writerow([pair.a, pair.b, f"{pair.cosine:.6f}", pair.kind, verified, pair.inliers])
+        return target
+
+    def __str__(self) -> str:
+        exact = sum(group.exact for group in self.groups)
+        how = "exact copies only" if self.threshold is None else f"cosine >= {self.threshold:g}"
+        check = ", checked by keypoints" if self.verified else (", not checked" if self.threshold is not None else "")
+        lines = [
+            f"{self.collection}: {len(self.groups)} groups of copies ({exact} exact) among {self.rows} images "
+            f"({how}{check}); {len(self.removable)} files could be removed, keeping one a group ({self.seconds:.1f} s)"
+        ]
+        if self.rejected:
+            lines.append(f"{self.rejected} look-alike pairs were not copies (the keypoint check rejected them)")
+        for group in self.groups:
+            lines.append(f"keep {group.keeper}")
+            lines += [f"     {path}" for path in group.removable]
+        lines += [f"unreadable: {path}: {reason}" for path, reason in sorted(self.unreadable.items())]
+        return "\n".join(lines)

@@ -1,0 +1,10 @@
+"""Indexing runs: bringing a collection up to date with a folder of images.
+
+- `pipeline`: `index_paths` and `index_folder` (plan, decode, embed, write, prune, report),
+  `embed_paths` (vectors in memory, no Milvus);
+- `planning`: which files are new, changed, moved or unchanged, looked up in steps;
+- `background`: planning in a thread ahead of decoding;
+- `batch_writer`: writes in requests of the backend's size, several in flight;
+- `report`: `IndexReport`, what a run did;
+- `on_ray`: the same run with decoding and embedding on a Ray cluster (`[ray]` extra).
+"""

@@ -1,0 +1,234 @@
+"""An image collection's vector index, and raw vector searches.
+
+The defaults come from the benchmarks (`benchmarks/results/search*.md`); Milvus Lite
+accepts fewer index types than a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from utilities.errors import ImageSearchError
+from utilities.milvus.base import DEFAULT_METRIC, CollectionBase
+from utilities.records import PATH_FIELD, VECTOR_FIELD
+
+logger = logging.getLogger(__name__)
+
+SEARCH_CONSISTENCY = "Session"
+"""Consistency of searches: this client always sees its own writes, without waiting.
+
+Counts and existence checks use Strong consistency (exact across processes). Strong
+searches on a Milvus 2.3 server wait for the next time tick: measured p50 200 ms per
+query against a few ms with Session (see benchmarks/results/search.md).
+"""
+
+METRICS = ("COSINE", "IP", "L2")
+LITE_INDEX_TYPES = ("FLAT", "IVF_FLAT", "AUTOINDEX")
+SERVER_INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX")
+DEFAULT_INDEX_PARAMS: dict[str, dict[str, int]] = {
+    "FLAT": {},
+    "AUTOINDEX": {},
+    "IVF_FLAT": {"nlist": 128},
+    "IVF_SQ8": {"nlist": 128},
+    "HNSW": {"M": 16, "efConstruction": 200},
+}
+DEFAULT_SEARCH_PARAMS: dict[str, dict[str, int]] = {
+    "IVF_FLAT": {"nprobe": 32},
+    "IVF_SQ8": {"nprobe": 32},
+    "HNSW": {"ef": 128},
+}
+"""Search parameters used unless the caller passes others.
+
+Chosen from benchmarks/results/search*.md: HNSW (M=16, efConstruction=200) searched with
+ef=128 reached recall@10 0.992 (p50 11 ms on the server) on 30,000 2048-d vectors in
+overlapping clusters, where ef=64 gave 0.966; on 100,000 vectors in tight clusters ef=64
+already gave 1.000. IVF's recall depends on the data: nprobe=32 of nlist=1024 found
+everything in tight clusters but only 0.53 of the true top 10 (nprobe=32 of 692) in
+overlapping ones; check yours with `evaluation.evaluate(index_type="IVF_FLAT")`.
+"""
+
+
+INDEX_WAIT_SECONDS = 1800.0
+"""How long an indexing run waits for the index to cover its rows before it returns anyway."""
+
+INDEX_POLL_SECONDS = 1.0
+
+
+def vector_index_params(client: Any, index_type: str = "FLAT", metric: str = DEFAULT_METRIC, **build: int) -> Any:
+    """pymilvus `IndexParams` for the vector field (FLAT, exact, unless told otherwise)."""
+    index_params = client.prepare_index_params()
+    extra = {"params": build} if build else {}
+    index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type=metric, **extra)
+    return index_params
+
+
+def distance_from_score(scores: np.ndarray, metric: str) -> np.ndarray:
+    """Turn Milvus scores into distances where smaller means closer.
+
+    COSINE and IP return similarities (1 is identical): the distance is `1 - score`.
+    L2 already is a (squared) distance.
+
+    Example:
+        >>> distance_from_score(np.array([1.0, 0.25]), "COSINE").tolist()
+        [0.0, 0.75]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores if metric == "L2" else np.maximum(1.0 - scores, 0.0)
+
+
+class CollectionIndex(CollectionBase):
+    """The vector index (building and replacing it) and searches by vector."""
+
+    search_consistency = SEARCH_CONSISTENCY
+
+    def seal(self) -> None:
+        """Seal the rows written so far (a flush), so that searches use the collection's index on them.
+
+        Milvus keeps new rows in growing segments and searches them with an interim index of its
+        own until it seals them by itself (when a segment is full or idle for minutes): until
+        then the index type and its `ef` / `nprobe` change nothing for those rows.
+        """
+        self._retrying("flush", lambda client: client.flush(self.name, timeout=self._timeout))
+
+    def wait_for_index(self, timeout: float = INDEX_WAIT_SECONDS, progress: bool = False) -> bool:
+        """Wait until the vector index covers every sealed row (server; Milvus Lite builds at once).
+
+        A Milvus 2.3 server keeps answering from a sealed segment's growing copy, with its interim
+        index, until the segment's own index is built: right after a 100,000-row run with HNSW,
+        searches found 0.957 of the exact top 10 whatever `ef` (benchmarks/results/scale-server.md).
+
+        Returns:
+            True once every sealed row is indexed; False if `timeout` passed first (searches still
+            work, with Milvus' interim index on the rest).
+        """
+        if self.target.is_lite or self.index_type in ("NONE", "FLAT"):
+            return True
+        from tqdm.auto import tqdm
+
+        deadline = time.monotonic() + timeout
+        with tqdm(desc="building the index", unit="row", disable=not progress) as bar:
+            while True:
+                self._index_cache = None
+                info = self.index_info() or {}
+                total, done = int(info.get("total_rows", 0)), int(info.get("indexed_rows", 0))
+                bar.total, bar.n = total, done
+                bar.refresh()
+                # pending_index_rows also counts segments that compaction merged and that are being
+                # indexed again, while their indexed originals still answer: not worth waiting for.
+                if done >= total:
+                    return True
+                if time.monotonic() > deadline:
+                    logger.warning(
+                        "the %s index of %s covers %d of %d rows after %.0f s",
+                        self.index_type,
+                        self.name,
+                        done,
+                        total,
+                        timeout,
+                    )
+                    return False
+                time.sleep(INDEX_POLL_SECONDS)
+
+    def supported_index_types(self) -> tuple[str, ...]:
+        """Index types this backend accepts (Milvus Lite has fewer)."""
+        return LITE_INDEX_TYPES if self.target.is_lite else SERVER_INDEX_TYPES
+
+    def _load(self) -> None:
+        """Load the collection for searching, giving it the exact FLAT index if it has none."""
+        if self.index_info() is None:
+            flat = vector_index_params(self.client)
+            self._once("create_index", lambda client: client.create_index(self.name, flat))
+            self._index_cache = None
+        # no per-attempt time limit: loading a large collection may take long
+        self._retrying("load_collection", lambda client: client.load_collection(self.name))
+
+    def create_index(self, index_type: str = "HNSW", metric: str | None = None, **params: int) -> dict[str, Any]:
+        """Replace the vector index and load the collection again.
+
+        Args:
+            index_type: `FLAT` (exact), `IVF_FLAT` (`nlist`), `HNSW` (`M`,
+                `efConstruction`; server only), `IVF_SQ8` (server only) or `AUTOINDEX`.
+            metric: `COSINE`, `IP` or `L2`; keeps the current one if None.
+            **params: Build parameters; defaults from `DEFAULT_INDEX_PARAMS`.
+
+        Returns:
+            The new index description.
+
+        Raises:
+            ImageSearchError: The backend does not support that index type.
+
+        Example:
+            >>> store.create_index("IVF_FLAT", nlist=256)  # doctest: +SKIP
+        """
+        kind = index_type.upper()
+        if kind not in self.supported_index_types():
+            backend = "Milvus Lite" if self.target.is_lite else "this Milvus server"
+            raise ImageSearchError(
+                f"{backend} does not support index type {kind}; choose one of "
+                f"{', '.join(self.supported_index_types())}"
+                + (" (HNSW needs a Milvus server: see the README)" if self.target.is_lite else "")
+            )
+        chosen_metric = (metric or self.metric).upper()
+        build = {**DEFAULT_INDEX_PARAMS.get(kind, {}), **params}
+        # Seal first: rows still in growing segments are searched with Milvus' interim index,
+        # not the one built here, until Milvus seals them by itself (benchmarks/results/scale.md).
+        self.seal()
+        self._retrying("release_collection", lambda client: client.release_collection(self.name, timeout=self._timeout))
+        names = self._retrying(
+            "list_indexes",
+            lambda client: client.list_indexes(self.name, field_name=VECTOR_FIELD, timeout=self._timeout),
+        )
+        for name in names:
+            self._once("drop_index", lambda client, name=name: client.drop_index(self.name, name))
+        index_params = vector_index_params(self.client, kind, chosen_metric, **build)
+        self._once("create_index", lambda client: client.create_index(self.name, index_params))
+        self._index_cache = None
+        self._retrying("load_collection", lambda client: client.load_collection(self.name))
+        logger.info("built %s index on %s (%s, %s)", kind, self.name, chosen_metric, build)
+        return self.index_info() or {}
+
+    def search_params(self, top_k: int, **overrides: int) -> dict[str, Any]:
+        """Search parameters suited to the current index (`ef` >= `top_k` for HNSW, `nprobe` <= `nlist`)."""
+        params = {**DEFAULT_SEARCH_PARAMS.get(self.index_type, {}), **overrides}
+        if self.index_type == "HNSW":
+            params["ef"] = max(int(params["ef"]), top_k)
+        if "nprobe" in params and "nlist" in (self.index_info() or {}):
+            params["nprobe"] = max(1, min(int(params["nprobe"]), int(self.index_info()["nlist"])))
+        return {"metric_type": self.metric, "params": params}
+
+    def search(
+        self, vectors: np.ndarray, top_k: int = 10, search_params: dict[str, Any] | None = None
+    ) -> list[list[dict]]:
+        """Nearest rows for each query vector, as pymilvus returns them.
+
+        Args:
+            vectors: `(n, dimension)` float32 queries.
+            top_k: Neighbours per query.
+            search_params: Overrides `search_params(top_k)`.
+
+        Returns:
+            For each query, a list of `{"id", "distance", "entity": {"path"}}` hits.
+        """
+        vectors = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        if vectors.shape[1] != self.dimension:
+            raise ValueError(
+                f"query vectors have dimension {vectors.shape[1]}, collection {self.name!r} holds {self.dimension}"
+            )
+        params = search_params or self.search_params(top_k)
+        return self._retrying(
+            "search",
+            lambda client: client.search(
+                self.name,
+                data=list(vectors),
+                limit=int(top_k),
+                output_fields=[PATH_FIELD],
+                search_params=params,
+                anns_field=VECTOR_FIELD,
+                consistency_level=self.search_consistency,
+                timeout=self._timeout,
+            ),
+        )

@@ -1,0 +1,5 @@
+"""The search web page and its JSON API (`[web]` extra: FastAPI, uvicorn, python-multipart).
+
+`app.create_app` builds the FastAPI application that `python -m utilities serve` runs; `static/`
+holds the page's HTML, CSS and JavaScript (no build step, no CDN).
+"""
