@@ -9,11 +9,13 @@ other pair is a negative; with Imagenette, photos of the same class are the look
 For each setting, `find_duplicates` runs on the indexed collection (Milvus Lite by default):
 precision and recall of the near pairs and of the exact pairs, the candidate stage's recall
 against brute force over the stored vectors, and the time. The vectors come from the default
-ResNet50 with random weights (no weights can be downloaded here): the keypoint check decides,
-and the threshold is low so that it sees every true pair.
+ResNet50 with random weights (no weights can be downloaded here), or with
+`--embedder efficientnet-lite0` from a real pretrained model (`benchmarks/pretrained.py`: run
+it from the venv that file describes).
 
 Usage:
     python benchmarks/duplicates.py [--quick] [--count 600] [--server-uri http://127.0.0.1:19530]
+    /tmp/effvenv/bin/python benchmarks/duplicates.py --embedder efficientnet-lite0 --name duplicates-efficientnet
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.8])
     parser.add_argument("--neighbours", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--server-uri", default="", help="index into this server instead of a Lite file")
+    parser.add_argument("--embedder", choices=["resnet50-random", "efficientnet-lite0"], default="resnet50-random")
     parser.add_argument("--name", default="duplicates")
     args = parser.parse_args(argv)
     if args.quick:
@@ -85,6 +88,17 @@ def brute_force(store, pairs: set[tuple[str, str]], threshold: float) -> tuple[s
     return reached, int((np.triu(similar, 1) >= threshold).sum())
 
 
+def make_embedder(name: str):
+    """The embedder a run uses: ResNet50 with random weights, or pretrained EfficientNet-Lite0."""
+    if name == "efficientnet-lite0":
+        from benchmarks.pretrained import EfficientNetLite0Embedder
+
+        return EfficientNetLite0Embedder()
+    from utilities.embeddings import ResNet50Embedder
+
+    return ResNet50Embedder(weights=None)
+
+
 def scores(found: set[tuple[str, str]], truth: set[tuple[str, str]]) -> tuple[str, str]:
     hits = len(found & truth)
     precision = hits / len(found) if found else 1.0
@@ -96,7 +110,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from utilities.duplicates.candidates import find_candidates
     from utilities.duplicates.finder import find_duplicates
-    from utilities.embeddings import ResNet50Embedder
     from utilities.images.finding import find_images
     from utilities.indexing.pipeline import index_folder
     from utilities.milvus.collection import ImageCollection
@@ -110,9 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         near_truth, exact_truth = make_set(sources, Path(scratch))
         uri = args.server_uri or f"{scratch}/d.db"
-        store = ImageCollection.open(uri, name="bench_duplicates", dimension=2048, reset=True)
+        embedder = make_embedder(args.embedder)
+        store = ImageCollection.open(uri, name="bench_duplicates", dimension=embedder.dimension, reset=True)
         started = time.perf_counter()
-        report = index_folder(scratch, store, ResNet50Embedder(weights=None), batch_size=32, progress=False)
+        report = index_folder(scratch, store, embedder, batch_size=32, progress=False)
         index_seconds = time.perf_counter() - started
         for threshold in args.thresholds:
             reachable, above = brute_force(store, near_truth, threshold)
@@ -148,12 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         [
             f"{len(sources)} photos from {shown_path(source_folder)}, {len(near_truth)} edited copies, "
             f"{len(exact_truth)} exact copies: {report.indexed} images indexed in {index_seconds:.0f} s "
-            "(ResNet50, random weights, Milvus " + ("server" if args.server_uri else "Lite") + ")",
+            f"({embedder.weights_label}, Milvus " + ("server" if args.server_uri else "Lite") + ")",
             "the true near pairs are each edited copy with its source and with that source's exact copy; every "
             "other pair is a negative. Candidate recall: of the true pairs whose stored vectors reach the threshold "
             "(brute force), the share the k-NN candidates hold",
         ],
-        packages=["opencv-python-headless", "pymilvus", "milvus-lite", "keras", "tensorflow-cpu"],
+        packages=["opencv-python-headless", "pymilvus", "milvus-lite", "keras", "tensorflow-cpu", "torch"],
     )
 
 

@@ -135,3 +135,28 @@ def test_the_cli_prints_json_writes_the_csv_and_the_figures(
     assert "2 groups of copies (2 exact) among 14 images" in text and "keep " in text
     for path in (*library["originals"], *library["edited"], *library["exact"]):
         assert path.exists()  # nothing deleted or moved
+
+
+def test_the_check_reads_a_file_again_once_it_changed(tmp_path: Path) -> None:
+    from utilities.duplicates.verification import compare
+
+    original, other = SAMPLES / "coffee.jpg", tmp_path / "other.jpg"
+    edited_copy(original, other, seed=1)
+    assert compare(str(original), str(other)).verified
+    shutil.copy(SAMPLES / "rocket.jpg", other)  # the same path now holds another photo
+    assert not compare(str(original), str(other)).verified
+
+
+def test_small_images_are_checked_too(tmp_path: Path) -> None:
+    from PIL import Image, ImageOps
+
+    from tests.conftest import PHOTOS
+    from utilities.duplicates.verification import compare
+
+    photo = PHOTOS / "cat" / "cat_09.jpg"  # 198 x 160
+    image = Image.open(photo).convert("RGB")
+    width, height = image.size
+    crop = image.crop((width // 20, height // 20, width - width // 20, height - height // 20))
+    ImageOps.mirror(crop).resize((width * 4 // 5, height * 4 // 5)).save(tmp_path / "small.jpg", quality=70)
+    verdict = compare(str(photo), str(tmp_path / "small.jpg"))
+    assert verdict.verified and verdict.mirrored

@@ -56,17 +56,21 @@ def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
         photos.append(target)
+    copy = photos[-1].with_name(f"{photos[-1].stem}_copy.jpg")  # an exact copy, for the Duplicates view
+    photos.append(Path(shutil.copy2(photos[-1], copy)))
     if request.param == "lite":
         uri, collection, token = str(work / "milvus.db"), "web", []
     else:
         uri = os.environ.get(SERVER_ENV) or pytest.fail(f"{SERVER_ENV} is not set: run `bash .ci/run`")
         collection, token = f"web_{os.getpid()}", ["--token", TOKEN]
-    common = ["--uri", uri, "--collection", collection, "--weights", "none", *token]
-    done = run_cli("index", str(work / "photos"), *common)
+    common = ["--uri", uri, "--collection", collection, *token]
+    done = run_cli("index", str(work / "photos"), *common, "--weights", "none", cwd=work)
     assert done.returncode == 0, done.stderr
+    done = run_cli("duplicates", *common, "--exact-only", cwd=work)  # saved where serve reads it
+    assert done.returncode == 0 and "1 groups of copies (1 exact)" in done.stdout, done.stdout + done.stderr
     port = free_port()
     log = work / "serve.log"
-    options = ["--port", str(port), "--max-upload-mb", "1", "--max-waiting-uploads", "8", "-v"]
+    options = ["--weights", "none", "--port", str(port), "--max-upload-mb", "1", "--max-waiting-uploads", "8", "-v"]
     with log.open("w") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "utilities", "serve", *common, *options],
@@ -146,6 +150,21 @@ def test_search_by_a_stored_row_and_its_files_by_id_only(web: WebServer) -> None
         assert refused.status_code in (404, 422) and "root:" not in refused.text, attempt
     escaped = web.get("/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd")
     assert escaped.status_code == 404 and "root:" not in escaped.text
+
+
+def test_the_saved_duplicate_search_is_served_by_row_id(web: WebServer) -> None:
+    answer = web.get("/api/duplicates")
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data["total_groups"] == 1 and data["removable"] == 1 and data["rows"] == len(web.photos)
+    files = data["groups"][0]["files"]
+    assert data["groups"][0]["exact"] and [f["keep"] for f in files] == [True, False]
+    assert sorted(f["path"] for f in files) == sorted(p.as_posix() for p in web.photos[-2:])
+    for file in files:
+        assert (
+            file["thumbnail"] == f"/api/rows/{file['id']}/thumbnail" and web.get(file["thumbnail"]).status_code == 200
+        )
+    assert web.get("/api/duplicates", params={"limit": 0}).status_code == 422
 
 
 def test_concurrent_searches_all_succeed_with_the_same_answer(web: WebServer) -> None:
@@ -239,6 +258,18 @@ def test_the_page_in_headless_chromium(web: WebServer, tmp_path: Path) -> None:
         again = driver.find_elements(By.CSS_SELECTOR, "#results .result")
         assert len(again) == 5 and again[0].get_attribute("data-id") == clicked_id
         assert driver.find_element(By.ID, "query").get_attribute("data-id") == clicked_id
+
+        driver.find_element(By.ID, "duplicates-button").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-duplicates") == "1")
+        group = driver.find_elements(By.CSS_SELECTOR, "#results .group")
+        assert len(group) == 1 and "Exact copies: 2 files" in group[0].text and "keep: " in group[0].text
+        assert wait.until(
+            lambda d: all(
+                d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+                for img in d.find_elements(By.CSS_SELECTOR, "#results .group img")
+            )
+        )
+        assert "Nothing is deleted here" in driver.find_element(By.ID, "status").text
 
         not_image = tmp_path / "notes.jpg"
         not_image.write_text("not a picture")

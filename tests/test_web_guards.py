@@ -263,3 +263,26 @@ def test_serving_beyond_this_machine_warns(tmp_path: Path) -> None:
     assert "warning: serving on 0.0.0.0, beyond this machine" in done.stderr
     assert "set an access token (UTILITIES_WEB_TOKEN or --token-file)" in done.stderr
     assert "does not exist" in done.stderr
+
+
+def test_the_duplicates_view_serves_the_saved_search(engine, served: Served) -> None:
+    search_engine, photos, _ = engine
+    search_engine.duplicates_path.unlink(missing_ok=True)
+    missing = served.get("/api/duplicates")
+    assert missing.status_code == 404 and "python -m utilities duplicates" in missing.json()["detail"]
+    folder = photos[0].parent
+    copy = Path(shutil.copy2(photos[3], folder / f"{photos[3].stem}_copy.jpg"))
+    try:
+        search_engine.index_folder(folder)
+        report = search_engine.find_duplicates(exact_only=True)
+        assert search_engine.duplicates_path.is_file() and len(report.groups) == 1
+        data = served.get("/api/duplicates").json()
+        assert data["total_groups"] == 1 and data["removable"] == 1
+        keep, other = data["groups"][0]["files"]
+        assert keep["keep"] and keep["path"] == stored_path(photos[3]) and other["path"] == stored_path(copy)
+        assert served.get(other["thumbnail"]).status_code == 200  # by row id only
+    finally:
+        copy.unlink()
+        search_engine.index_folder(folder, prune=True)
+        search_engine.duplicates_path.unlink(missing_ok=True)
+    assert search_engine.count() == len(photos)

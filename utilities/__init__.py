@@ -16,7 +16,7 @@ Subpackages by job (imports only run downward, from the front doors to the helpe
 - `images`: find image files, decode them into model inputs, in parallel batches, thumbnails;
 - `milvus`: the connection (Lite or a server, retries) and `ImageCollection` with its parts;
 - `indexing`: an indexing run (planning, background writes, the report, Ray);
-- `duplicates`: exact and edited copies among the stored images (`engine.find_duplicates`);
+- `duplicates`: exact and edited copies among the stored images (`engine.ImageSearchEngine.find_duplicates`);
 - `web`: the search web page and its JSON API.
 
 At the top: the front doors `engine` (`ImageSearchEngine`), `cli`, `search`, `catalog` (the

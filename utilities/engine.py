@@ -308,7 +308,8 @@ class ImageSearchEngine:
             workers: Processes for the check (default: one a core).
 
         Returns:
-            A `duplicates.report.DuplicateReport` (groups, pairs, keepers, removable files).
+            A `duplicates.report.DuplicateReport` (groups, pairs, keepers, removable files), also
+            saved as JSON at `duplicates_path` (the web page's Duplicates view reads it).
 
         Raises:
             CollectionNotFoundError: The collection does not exist; index a folder first.
@@ -324,7 +325,7 @@ class ImageSearchEngine:
                 retry_seconds=self.retry_seconds,
             )
             self._dropped = False
-        return finder.find_duplicates(
+        report = finder.find_duplicates(
             self._store,
             threshold=finder.DEFAULT_THRESHOLD if threshold is None else threshold,
             neighbours=neighbours or finder.DEFAULT_NEIGHBOURS,
@@ -333,6 +334,8 @@ class ImageSearchEngine:
             workers=workers,
             progress=self.progress,
         )
+        report.save(self.duplicates_path)
+        return report
 
     def mapping(self) -> pd.DataFrame:
         """The id-to-path mapping, read from the collection."""
@@ -342,6 +345,12 @@ class ImageSearchEngine:
     def mapping_path(self) -> Path:
         """Where `save_mapping` writes by default."""
         return catalog.default_mapping_path(self.target, self.collection_name)
+
+    @property
+    def duplicates_path(self) -> Path:
+        """Where `find_duplicates` saves its report: beside the mapping (`<collection>.duplicates.json`)."""
+        mapping = self.mapping_path
+        return mapping.with_name(mapping.name.removesuffix(".mapping.csv") + ".duplicates.json")
 
     def save_mapping(self, path: str | os.PathLike | None = None) -> Path:
         """Rebuild the mapping from the collection and write it (CSV or Parquet).

@@ -69,7 +69,7 @@ def keeper_rule(records: list[ImageRecord]) -> ImageRecord:
 
 @dataclass
 class DuplicateReport:
-    """The result of `engine.find_duplicates` (also printed and written by the CLI's `duplicates`).
+    """The result of `engine.ImageSearchEngine.find_duplicates` (also printed and written by the CLI's `duplicates`).
 
     Attributes:
         collection: The collection searched.
@@ -123,6 +123,23 @@ class DuplicateReport:
             "unreadable": self.unreadable,
             "seconds": round(self.seconds, 3),
         }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the report as JSON (`as_dict` and the time it was made), atomically."""
+        import datetime as dt
+        import json
+        import uuid
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            temporary.write_text(json.dumps({"created": made, **self.as_dict()}, indent=1), encoding="utf-8")
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         """Write the pairs as CSV: `a, b, cosine, kind, verified, inliers`."""

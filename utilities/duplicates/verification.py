@@ -86,7 +86,7 @@ def require_opencv() -> None:
 
 
 def grey(path: str | os.PathLike, side: int = SIDE) -> np.ndarray:
-    """The image as uint8 greyscale, its longest side `side` px (decoded in bounded memory).
+    """The image as uint8 greyscale, its longest side at most `side` px (decoded in bounded memory).
 
     Raises:
         ImageLoadError: As `images.decoding.load_image`.
@@ -123,10 +123,19 @@ def _inliers(cv2: Any, first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple
     return int(mask.sum()), len(matches)
 
 
-@functools.lru_cache(maxsize=64)
 def _features(path: str) -> tuple[Any, Any] | str:
-    """ORB keypoints of the image and of its mirror image, or why it cannot be read (cached: a file
-    is in several pairs, and a worker gets the pairs sorted by their first file)."""
+    """ORB keypoints of the image and of its mirror image, or why it cannot be read."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return _features_of(path, None)
+    return _features_of(path, (status.st_size, status.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _features_of(path: str, stamp: tuple[int, int] | None) -> tuple[Any, Any] | str:
+    """`_features`, cached by path and `(size, mtime_ns)` (a file is in several pairs, and a worker
+    gets the pairs sorted by their first file; a file changed meanwhile is read again)."""
     cv2 = _cv2()
     try:
         image = grey(path)

@@ -10,6 +10,8 @@ python-multipart). Routes:
 - `GET /api/rows/{id}/thumbnail` and `GET /api/rows/{id}/image`: a stored row's file, resized
   on the server or as it is;
 - `GET /api/info`: the collection's name, row count, index, metric and model;
+- `GET /api/duplicates?limit=100`: the groups of copies the last duplicate search saved (`python -m
+  utilities duplicates`), each file by row id with its thumbnail, the one to keep marked;
 - `GET /openapi.json`: the API's OpenAPI description (no `/docs` page: FastAPI's loads its
   scripts from a CDN, which the page's Content-Security-Policy blocks and offline machines lack).
 
@@ -75,8 +77,11 @@ MULTIPART_OVERHEAD = 64 * 1024
 MAX_K = 100
 """Most neighbours one request may ask for."""
 
-MAX_WAITING_UPLOADS = 4
-"""Uploads that may wait for the model at once; more get a 503 with `Retry-After`."""
+MAX_WAITING_UPLOADS = 8
+"""Uploads that may wait for the model at once; more get a 503 with `Retry-After`. Measured with
+`benchmarks/web_load.py` (8 clients, 2-core machine): with 4, a client that backed off after a
+503 kept losing its turn to the others (26 requests retried 198 times, the slowest waited 37 s);
+8 leaves room for a few busy clients and still holds at most 9 of the server's threads."""
 
 RETRY_AFTER_SECONDS = 2
 """What a 503 for a busy model tells the client to wait."""
@@ -235,6 +240,48 @@ class SearchService:
         self._remember({row_id: found[0].path})
         return found[0].path
 
+    def duplicates(self, limit: int) -> dict[str, Any]:
+        """The groups of copies the last `find_duplicates` saved, largest first, at most `limit`.
+
+        Raises:
+            FileNotFoundError: No duplicate search was saved for this collection.
+        """
+        import json
+
+        from utilities.ids import path_id
+
+        saved = self.engine.duplicates_path
+        if not saved.is_file():
+            raise FileNotFoundError(
+                "no duplicate search is saved for this collection: run `python -m utilities duplicates` first"
+            )
+        report = json.loads(saved.read_text(encoding="utf-8"))
+        groups = []
+        for group in report["groups"][:limit]:
+            files = []
+            for path in [group["keeper"], *group["removable"]]:
+                row_id = path_id(path)
+                files.append(
+                    {
+                        "id": str(row_id),
+                        "name": Path(path).name,
+                        "path": path,
+                        "keep": path == group["keeper"],
+                        "thumbnail": _row_url(row_id, "thumbnail"),
+                        "image": _row_url(row_id, "image"),
+                    }
+                )
+            groups.append({"exact": group["exact"], "files": files})
+        return {
+            "created": report.get("created"),
+            "rows": report["rows"],
+            "threshold": report["threshold"],
+            "verified": report["verified"],
+            "total_groups": len(report["groups"]),
+            "removable": len(report["removable"]),
+            "groups": groups,
+        }
+
     def stored_file(self, row_id: int) -> tuple[str, os.stat_result]:
         """The file of row `row_id` and its `stat`, if it is still what was indexed.
 
@@ -372,6 +419,14 @@ def create_app(
             raise HTTPException(
                 status_code=400, detail=f"{error.path} is not an image this server can read: {error.reason}"
             ) from None
+
+    @app.get("/api/duplicates")
+    def duplicates(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """The groups of copies the last duplicate search saved (read-only), each file by row id."""
+        try:
+            return service.duplicates(limit)
+        except FileNotFoundError as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
 
     @app.get("/api/search/{row_id}")
     def search_by_row(row_id: int, k: int = Query(10, ge=1, le=MAX_K)) -> dict[str, Any]:

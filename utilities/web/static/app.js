@@ -101,6 +101,51 @@ function searchRow(id, thumbnail, name) {
   run(() => fetch(`/api/search/${encodeURIComponent(id)}?k=${$("k").value}`));
 }
 
+function thumbnailFigure(file, className) {
+  const figure = document.createElement("figure");
+  figure.className = className;
+  figure.dataset.id = file.id;
+  figure.title = file.path;
+  const image = document.createElement("img");
+  image.src = file.thumbnail;
+  image.alt = file.name;
+  image.loading = "lazy";
+  const caption = document.createElement("figcaption");
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = (file.keep ? "keep: " : "") + file.name;
+  caption.append(name);
+  figure.append(image, caption);
+  return figure;
+}
+
+async function showDuplicates() {
+  showError("");
+  $("status").textContent = "Reading the saved duplicate search…";
+  try {
+    const data = await readJson(await fetch("/api/duplicates"));
+    const grid = $("results");
+    grid.replaceChildren();
+    for (const group of data.groups) {
+      const section = document.createElement("section");
+      section.className = "group";
+      const title = document.createElement("h2");
+      title.textContent = `${group.exact ? "Exact copies" : "Copies"}: ${group.files.length} files`;
+      section.append(title);
+      for (const file of group.files) section.append(thumbnailFigure(file, file.keep ? "result keep" : "result"));
+      grid.append(section);
+    }
+    const shown = data.groups.length < data.total_groups ? ` (the first ${data.groups.length})` : "";
+    $("status").textContent =
+      `${data.total_groups} groups of copies${shown} among ${data.rows} images; ` +
+      `${data.removable} files could be removed, keeping one a group (search saved ${data.created}). Nothing is deleted here.`;
+    document.body.dataset.duplicates = String(data.total_groups);
+  } catch (error) {
+    $("status").textContent = "";
+    showError(error.message);
+  }
+}
+
 function setUp() {
   const zone = $("drop-zone");
   $("file-input").addEventListener("change", (event) => searchFile(event.target.files[0]));
@@ -111,6 +156,7 @@ function setUp() {
     zone.classList.remove("over");
     searchFile(event.dataTransfer.files[0]);
   });
+  $("duplicates-button").addEventListener("click", showDuplicates);
   loadInfo();
 }
 
