@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -94,8 +94,7 @@ def find_candidates(
     page_rows = PAGE_ROWS_WITH_VECTORS if not exact_only else 10_000
     for page in store.iter_rows(fields, batch_size=page_rows):
         records = [ImageRecord.from_row(row) for row in page]
-        found.records.update((record.id, ImageRecord(record.id, record.path, record.file_size, record.mtime_ns,
-                                                     record.content_hash)) for record in records)  # fmt: skip
+        found.records.update((record.id, replace(record, vector=None)) for record in records)  # vectors not kept
         if not exact_only:
             _near_in_page(store, records, threshold, neighbours, found)
         if on_progress is not None:

@@ -128,10 +128,8 @@ def find_duplicates(
         candidates = find_candidates(store, threshold, neighbours, exact_only, on_progress=bar.update)
     records = candidates.records
     pairs: list[DuplicatePair] = []
-    exact_pairs: set[tuple[int, int]] = set()
     for ids in candidates.exact:
         for other in ids[1:]:  # a chain is enough to make the group
-            exact_pairs.add((ids[0], other))
             pairs.append(DuplicatePair(records[ids[0]].path, records[other].path, 1.0, "exact"))
     same_content = {(a, b) for ids in candidates.exact for a in ids for b in ids if a < b}
     near = sorted(
