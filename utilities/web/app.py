@@ -131,8 +131,7 @@ class SearchService:
         self._model_lock = threading.Lock()
         self._model_users = threading.BoundedSemaphore(max_waiting + 1)  # the one embedding and those waiting
         self._files: OrderedDict[int, ImageRecord] = OrderedDict()
-        self._paths: OrderedDict[int, str] = OrderedDict()
-        self._paths_lock = threading.Lock()
+        self._files_lock = threading.Lock()
         self._path_cache = path_cache
         self.thumbnails = ThumbnailCache()
         with self._model_lock:  # build and compile the model now, not on the first request
@@ -191,7 +190,6 @@ class SearchService:
         if not found:
             raise KeyError(row_id)
         record = found[0]
-        self._remember({record.id: record.path})
         query = {"id": str(record.id), "name": Path(record.path).name, "thumbnail": _row_url(record.id, "thumbnail")}
         return self._neighbours(record.vector, k, query=query)
 
@@ -200,7 +198,6 @@ class SearchService:
 
         started = time.perf_counter()
         frame = search_images(self.store, vector, None, top_k=k)
-        self._remember(dict(zip(frame["id"].astype(int), frame["path"].astype(str), strict=True)))
         results = [
             {
                 "rank": int(row.rank),
@@ -214,31 +211,6 @@ class SearchService:
             for row in frame.itertuples(index=False)
         ]
         return {"query": query, "k": k, "results": results, "seconds": round(time.perf_counter() - started, 4)}
-
-    def _remember(self, paths: dict[int, str]) -> None:
-        with self._paths_lock:
-            for row_id, path in paths.items():
-                self._paths[int(row_id)] = path
-                self._paths.move_to_end(int(row_id))
-            while len(self._paths) > self._path_cache:
-                self._paths.popitem(last=False)
-
-    def path_of(self, row_id: int) -> str:
-        """The stored path of row `row_id` (from recent results, else read from the collection).
-
-        Raises:
-            KeyError: No row has this id.
-        """
-        with self._paths_lock:
-            if row_id in self._paths:
-                return self._paths[row_id]
-        from utilities.milvus.rows import RECENT
-
-        found = self.store.records([row_id], consistency=RECENT)
-        if not found:
-            raise KeyError(row_id)
-        self._remember({row_id: found[0].path})
-        return found[0].path
 
     def duplicates(self, limit: int) -> dict[str, Any]:
         """The groups of copies the last `find_duplicates` saved, largest first, at most `limit`.
@@ -296,14 +268,14 @@ class SearchService:
         from utilities.milvus.rows import RECENT
 
         for attempt in range(2):  # a cached row may be older than the file: read it again once
-            with self._paths_lock:
+            with self._files_lock:
                 record = self._files.get(row_id) if attempt == 0 else None
             if record is None:
                 found = self.store.records([row_id], consistency=RECENT)
                 if not found:
                     raise KeyError(row_id)
                 record = found[0]
-                with self._paths_lock:
+                with self._files_lock:
                     self._files[row_id] = record
                     while len(self._files) > self._path_cache:
                         self._files.popitem(last=False)
