@@ -17,7 +17,7 @@ from tests.images_factory import edited_copy
 from utilities.cli import main
 from utilities.duplicates.candidates import find_candidates
 from utilities.duplicates.finder import find_duplicates
-from utilities.ids import stored_path
+from utilities.ids import path_id, stored_path
 from utilities.indexing.pipeline import index_folder
 from utilities.milvus.collection import ImageCollection
 
@@ -106,6 +106,97 @@ def test_a_missing_file_is_reported_and_the_rest_goes_on(indexed: ImageCollectio
     assert len(report.groups) == 5
 
 
+def _outcome(report) -> tuple:
+    """What a run found, to compare an incremental run with a full one."""
+    pairs = sorted((p.a, p.b, round(p.cosine, 5), p.kind, p.verified, p.inliers) for p in report.pairs)
+    groups = sorted((tuple(g.files), g.keeper, g.exact) for g in report.groups)
+    return pairs, groups, report.rejected
+
+
+def test_a_rerun_searches_only_what_changed_and_equals_a_full_run(
+    indexed: ImageCollection, embedder, library, tmp_path: Path
+) -> None:
+    state, settings = tmp_path / "state.npz", {"threshold": LOW_THRESHOLD, "neighbours": 5, "workers": 1}
+    first = find_duplicates(indexed, state_path=state, **settings)
+    assert not first.incremental and first.searched == 14 and state.exists()
+    again = find_duplicates(indexed, state_path=state, **settings)
+    assert again.incremental and again.changed == 0 and again.searched == 0
+    assert again.checks_reused > first.rejected > 0  # every check kept: the rejected ones and the copies
+    assert _outcome(again) == _outcome(first)
+
+    root = library["root"][0]
+    (root / "moved").mkdir()
+    moved = library["edited"][1].rename(root / "moved" / library["edited"][1].name)  # keeps its group
+    library["exact"][1].unlink()  # a removed byte copy
+    edited_copy(library["originals"][4], library["edited"][4], seed=99)  # the same path, new content
+    added = edited_copy(library["originals"][0], root / "new" / "second_edit.jpg", seed=42)
+    report = index_folder(root, indexed, embedder, batch_size=8, progress=False, prune=True)
+    assert (report.added, report.updated, report.moved, report.removed) == (1, 1, 1, 1) and indexed.count() == 14
+
+    incremental = find_duplicates(indexed, state_path=state, **settings)
+    assert incremental.incremental and incremental.changed == 4  # one added, one changed, one moved, one removed
+    assert 2 <= incremental.searched <= 14  # these random-weights vectors are all near one another
+    full = find_duplicates(indexed, state_path=tmp_path / "full.npz", full=True, **settings)
+    assert not full.incremental and full.searched == 14
+    assert _outcome(incremental) == _outcome(full)
+    groups = {path: set(group.files) for group in full.groups for path in group.files}
+    assert stored_path(moved) in groups[stored_path(library["originals"][1])]
+    assert stored_path(added) in groups[stored_path(library["originals"][0])]
+    assert 0 < incremental.checks_reused < again.checks_reused  # pairs with the new or changed files were checked
+
+
+def test_a_rerun_on_crowded_neighbourhoods_equals_a_full_run(store: ImageCollection, tmp_path: Path) -> None:
+    """Clusters of more near rows than `neighbours`: rows added, removed, changed and moved push others
+    out of each other's lists, and only the rows around them are searched again."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((4, 2048)).astype(np.float32)
+
+    def near(centre: int, count: int) -> np.ndarray:
+        return centres[centre] + 0.05 * rng.standard_normal((count, 2048)).astype(np.float32)
+
+    vectors = np.vstack([near(0, 8), near(1, 8), near(2, 8), rng.standard_normal((60, 2048)).astype(np.float32)])
+    paths = [f"/lib/{n:03d}.jpg" for n in range(len(vectors))]
+    store.insert(paths, vectors, hashes=[f"h{n}" for n in range(len(vectors))])
+    state, settings = tmp_path / "state.npz", {"threshold": 0.9, "neighbours": 5, "verify": False}
+    first = find_duplicates(store, state_path=state, **settings)
+    assert len(first.groups) == 3 and first.searched == 84
+
+    store.insert(["/lib/new_a.jpg", "/lib/new_b.jpg", "/lib/new_c.jpg"], near(0, 3), hashes=["n1", "n2", "n3"])
+    store.insert(["/lib/lone.jpg"], rng.standard_normal((1, 2048)).astype(np.float32), hashes=["n4"])
+    store.delete([path_id(paths[8]), path_id(paths[9])])  # two rows of the second cluster
+    store.insert([paths[16]], near(3, 1), hashes=["edited"])  # a row of the third cluster, changed
+    moved = store.records([path_id(paths[20])], with_vectors=True)[0]
+    store.delete([moved.id])
+    store.insert(["/lib/moved/020.jpg"], moved.vector[None], hashes=[moved.content_hash])
+
+    incremental = find_duplicates(store, state_path=state, **settings)
+    assert incremental.incremental and incremental.changed == 8
+    assert incremental.searched < 30, "only the clusters that changed, not the 60 lone rows"
+    full = find_duplicates(store, state_path=tmp_path / "full.npz", full=True, **settings)
+    assert full.searched == 86
+    assert _outcome(incremental) == _outcome(full)
+    assert "/lib/moved/020.jpg" in {path for group in full.groups for path in group.files}
+
+
+def test_a_saved_state_of_other_settings_or_another_collection_is_not_used(
+    indexed: ImageCollection, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.npz"
+    find_duplicates(indexed, threshold=LOW_THRESHOLD, neighbours=5, verify=False, state_path=state)
+    other = find_duplicates(indexed, threshold=0.5, neighbours=5, verify=False, state_path=state)
+    assert not other.incremental and other.searched == 14
+    state.write_bytes(b"not a state")
+    assert not find_duplicates(indexed, threshold=0.5, neighbours=5, verify=False, state_path=state).incremental
+    vectors = {r.id: r for r in indexed.records([r.id for p in indexed.iter_records() for r in p], with_vectors=True)}
+    find_duplicates(indexed, threshold=0.5, neighbours=5, verify=False, state_path=state)
+    rng = np.random.default_rng(0)
+    for record in vectors.values():  # every file indexed again with another model: the same hashes
+        record.vector[:] = rng.standard_normal(record.vector.shape).astype(np.float32)
+    indexed.write(list(vectors.values()))
+    rerun = find_duplicates(indexed, threshold=0.5, neighbours=5, verify=False, state_path=state)
+    assert not rerun.incremental and rerun.searched == 14
+
+
 def test_bad_settings_are_refused(indexed: ImageCollection) -> None:
     with pytest.raises(ValueError, match="threshold 1.5 is not a cosine"):
         find_duplicates(indexed, threshold=1.5)
@@ -130,6 +221,10 @@ def test_the_cli_prints_json_writes_the_csv_and_the_figures(
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(printed["pairs"]) and set(rows[0]) == {"a", "b", "cosine", "kind", "verified", "inliers"}
     assert sorted(p.name for p in figures.iterdir()) == [f"group_{n:04d}.png" for n in range(1, 7)] + ["nearest.png"]
+    assert main(arguments) == 0  # the second run starts from the first one's state
+    assert "incremental: 0 rows changed since the last search; 0 searched again" in capsys.readouterr().out
+    assert main([*arguments, "--full", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["searched"] == 14
     assert main(["duplicates", *common, "--exact-only"]) == 0
     text = capsys.readouterr().out
     assert "2 groups of copies (2 exact) among 14 images" in text and "keep " in text

@@ -20,9 +20,10 @@ Subpackages by job (imports only run downward, from the front doors to the helpe
 - `web`: the search web page and its JSON API.
 
 At the top: the front doors `engine` (`ImageSearchEngine`), `cli`, `search`, `catalog` (the
-id-to-path DataFrame), `evaluation`, `demo`; `embeddings` (models), `plotting`, `files` (copying
-results), `datasets`, `splits`; and the shared helpers `config`, `errors`, `ids`, `records`,
-`locks`, `hashing` and `quiet` (TensorFlow's start-up noise kept off the terminal).
+id-to-path DataFrame), `evaluation`, `demo`; `embeddings` (models), `projection` (reduced vectors,
+`dims`), `plotting`, `files` (copying results), `datasets`, `splits`; and the shared helpers
+`config`, `errors`, `ids`, `records`, `locks`, `hashing` and `quiet` (TensorFlow's start-up noise
+kept off the terminal).
 """
 
 from __future__ import annotations

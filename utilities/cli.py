@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--failures", type=Path, help="write failed files and reasons to this CSV")
     index.add_argument("--prune", action="store_true", help="delete rows of files that are gone from FOLDER")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
+    index.add_argument(
+        "--dims",
+        type=_positive,
+        help="store vectors projected to this many dimensions (a PCA fitted on the first run, kept in Milvus)",
+    )
     ray = index.add_argument_group("Ray (decode and embed on a cluster, writing to a Milvus server; [ray] extra)")
     ray.add_argument(
         "--ray",
@@ -123,12 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     duplicates.add_argument(
         "--no-verify", action="store_true", help="keep every pair at the threshold, without the keypoint check"
     )
+    duplicates.add_argument(
+        "--full", action="store_true", help="search every row again, not only what changed since the last search"
+    )
     duplicates.add_argument("--workers", type=_positive, help="processes for the keypoint check (default: one a core)")
     duplicates.add_argument("--json", action="store_true", help="print the report as JSON")
     duplicates.add_argument("--csv", type=Path, help="write the pairs to this CSV (a, b, cosine, kind, verified)")
     duplicates.add_argument("--plot", type=Path, help="write one figure per group and a histogram into this folder")
 
     info = commands.add_parser("info", parents=[_common_options()], help="backend, collection, count, dimension, index")
+    create_index = commands.add_parser(
+        "create-index", parents=[_common_options()], help="build the vector index (by default the one for its size)"
+    )
+    create_index.add_argument(
+        "--type",
+        default="AUTO",
+        type=str.upper,
+        help="AUTO (default: by backend, row count and dimension), FLAT, IVF_FLAT, HNSW, IVF_SQ8, IVF_PQ, SCANN",
+    )
+    create_index.add_argument("--param", action="append", default=[], metavar="KEY=N", help="a build parameter")
+    create_index.add_argument("--json", action="store_true", help="print the new index as JSON")
     info.add_argument("--json", action="store_true")
 
     export = commands.add_parser(
@@ -203,6 +222,7 @@ def _engine(args: argparse.Namespace, with_model: bool = True) -> Any:
         progress=sys.stderr.isatty() or bool(os.environ.get("UTILITIES_PROGRESS")),
         retry_seconds=args.retry_seconds,
         decoder=getattr(args, "decoder", None),
+        dims=getattr(args, "dims", None),
     )
 
 
@@ -262,6 +282,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         exact_only=args.exact_only,
         workers=args.workers,
+        full=args.full,
     )
     written = [report.write_csv(args.csv)] if args.csv else []
     if args.plot:
@@ -288,21 +309,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     details["collection"] = args.collection
     details["exists"] = bool(client.has_collection(args.collection))
     if details["exists"]:
+        from utilities.milvus.projection_store import load_projection
+
         store = _store(args)
-        index = store.index_info() or {}
-        details.update(
-            count=store.count(),
-            dimension=store.dimension,
-            metric=store.metric,
-            index_type=store.index_type,
-            index_params={k: v for k, v in index.items() if k not in ("index_type", "metric_type", "field_name")},
-        )
+        projection = load_projection(store)
+        details.update(count=store.count(), dimension=store.dimension, metric=store.metric)
+        if projection is not None:
+            details["projection"] = (
+                f"PCA from {projection.source_dimension} to {projection.dims} dims, fitted on {projection.fitted_on} "
+                f"images ({100 * projection.explained:.1f}% of the variance)"
+            )
+        details.update(store.index_summary())
     else:
-        details["collections"] = client.list_collections()
+        from utilities.milvus.projection_store import SUFFIX
+
+        details["collections"] = [name for name in client.list_collections() if not name.endswith(SUFFIX)]
     if args.json:
         print(json.dumps(details, indent=2, default=str))
     else:
         print("\n".join(f"{key:>12}: {value}" for key, value in details.items()))
+    return 0
+
+
+def cmd_create_index(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        params = {key: int(value) for key, _, value in (item.partition("=") for item in args.param)}
+    except ValueError:
+        raise SystemExit(f"--param takes KEY=N with a whole number N, got {args.param}") from None
+    store.create_index(args.type, **params)
+    complete = store.wait_for_index(progress=sys.stderr.isatty())
+    summary = {"collection": store.name, "rows": store.count(), "complete": complete, **store.index_summary()}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(
+            f"{store.name}: {summary['index_type']} {summary['index_params']} on {summary['rows']} rows, "
+            f"~{summary['bytes_per_row']:,} bytes a row for the vectors"
+            + ("" if complete else " (still building: searches use Milvus' interim index meanwhile)")
+        )
     return 0
 
 
@@ -422,6 +467,7 @@ COMMANDS = {
     "index": cmd_index,
     "search": cmd_search,
     "duplicates": cmd_duplicates,
+    "create-index": cmd_create_index,
     "info": cmd_info,
     "export-mapping": cmd_export_mapping,
     "drop": cmd_drop,

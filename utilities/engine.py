@@ -20,11 +20,13 @@ import pandas as pd
 from utilities import catalog, files, plotting, search
 from utilities.config import DEFAULT_COLLECTION, resolve_target
 from utilities.embeddings import Embedder, ResNet50Embedder
-from utilities.errors import CollectionNotFoundError
+from utilities.errors import CollectionMismatchError, CollectionNotFoundError
 from utilities.ids import path_id, stored_path
 from utilities.images.finding import find_image_files, find_images
 from utilities.indexing import pipeline
 from utilities.milvus.collection import ImageCollection
+from utilities.milvus.projection_store import load_projection, save_projection
+from utilities.projection import FEW_FOR_A_FIT, FIT_SAMPLE, ProjectedEmbedder, Projection
 
 if TYPE_CHECKING:
     from utilities.duplicates.report import DuplicateReport
@@ -55,6 +57,12 @@ class ImageSearchEngine:
             (default 60 s, see `milvus.retry.RetryPolicy`; 0 fails at once).
         decoder: How images are decoded: `"thread"`, `"process"` or `"gpu"` (nvJPEG, needs
             torchvision with CUDA); see `images.reader.iter_decoded_batches`. Default: by core count.
+        dims: Store vectors projected to this many dimensions (a centred PCA, `projection.Projection`)
+            instead of the model's full ones: 256 makes a 2048-d vector 1 KB instead of 8 KB. The
+            projection is fitted on the first run (a sample of up to `projection.FIT_SAMPLE` images)
+            and stored in Milvus with the collection; every engine that opens the collection applies
+            it, with or without `dims`. A collection keeps its dims: another value is refused
+            (`CollectionMismatchError`), and changing it means indexing again into a new collection.
 
     It is a context manager: leaving the `with` block closes the connection (and lets
     another process open a Milvus Lite file).
@@ -77,8 +85,13 @@ class ImageSearchEngine:
         progress: bool = True,
         retry_seconds: float | None = None,
         decoder: str | None = None,
+        dims: int | None = None,
     ) -> None:
+        if dims is not None and dims < 1:
+            raise ValueError(f"dims must be a positive number of dimensions (e.g. 256), got {dims}")
         self.target = resolve_target(uri, token)
+        self.dims = dims
+        self._projection: Projection | None = None
         self.decoder = decoder
         self.retry_seconds = retry_seconds
         self.collection_name = collection_name
@@ -88,14 +101,35 @@ class ImageSearchEngine:
         self._embedder = embedder
         self._weights = weights
         self._store: ImageCollection | None = None
+        self._connected: ImageCollection | None = None
         self._dropped = False
 
     @property
-    def embedder(self) -> Embedder:
-        """The embedder (ResNet50 built on first use unless one was passed)."""
+    def model(self) -> Embedder:
+        """The model (ResNet50 built on first use unless an embedder was passed): full vectors."""
         if self._embedder is None:
             self._embedder = ResNet50Embedder(weights=self._weights, batch_size=self.batch_size)
         return self._embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        """What makes the stored and the query vectors: the model, or the model and the collection's
+        projection (`projection.ProjectedEmbedder`) once an opened collection has one.
+
+        Raises:
+            CollectionMismatchError: The collection's projection was fitted on another model's vectors.
+        """
+        if self._projection is None:
+            return self.model
+        try:
+            return ProjectedEmbedder(self.model, self._projection)
+        except ValueError as error:
+            raise CollectionMismatchError(f"collection {self.collection_name!r}: {error}") from error
+
+    @property
+    def projection(self) -> Projection | None:
+        """The opened collection's projection (None: it stores the model's full vectors)."""
+        return self._projection
 
     @property
     def store(self) -> ImageCollection:
@@ -108,19 +142,44 @@ class ImageSearchEngine:
             self._dropped = False
         return self._store
 
-    def _open(self, **options: Any) -> ImageCollection:
-        if self._store is not None:  # one connection per engine: reuse it (a Lite file allows one process)
-            self._store.ensure(dimension=self.embedder.dimension, metric=self.metric, **options)
-            return self._store
-        return ImageCollection.open(
-            self.target.uri,
-            self.target.token,
-            self.collection_name,
-            dimension=self.embedder.dimension,
-            metric=self.metric,
-            retry_seconds=self.retry_seconds,
-            **options,
+    def _open(self, create: bool = True, reset: bool = False, check_model: bool = True) -> ImageCollection:
+        if (
+            self._connected is None or self._connected.closed
+        ):  # one connection per engine (a Lite file allows one process)
+            self._connected = ImageCollection.connect(
+                self.target.uri, self.target.token, self.collection_name, retry_seconds=self.retry_seconds
+            )
+        store = self._connected
+        if reset and store.exists():
+            store.drop()
+        projection = load_projection(store) if store.exists() else None
+        self._check_dims(store, projection)
+        if projection is not None or self.dims is not None or check_model:
+            dimension = projection.dims if projection else (self.dims or self.model.dimension)
+        else:
+            dimension = None  # reading stored vectors only: no model to compare them with
+        store.ensure(dimension=dimension, metric=self.metric, create=create)
+        self._projection = projection
+        return store
+
+    def _check_dims(self, store: ImageCollection, projection: Projection | None) -> None:
+        """Refuse a `dims` other than the collection's, with what to do instead."""
+        if self.dims is None:
+            return
+        again = (
+            "changing dims means indexing again: into another collection (collection_name / --collection), "
+            "or with reset=True (index --reset), which deletes its rows"
         )
+        if projection is not None and projection.dims != self.dims:
+            raise CollectionMismatchError(
+                f"collection {self.collection_name!r} at {self.target.shown} stores vectors projected to "
+                f"{projection.dims} dims, not {self.dims}; {again}"
+            )
+        if projection is None and store.exists() and store.dimension != self.dims:
+            raise CollectionMismatchError(
+                f"collection {self.collection_name!r} at {self.target.shown} stores full {store.dimension}-d "
+                f"vectors, not vectors projected to {self.dims} dims; {again}"
+            )
 
     def open_existing(self) -> ImageCollection:
         """The collection, which must exist already (for read-only work such as search).
@@ -157,9 +216,10 @@ class ImageSearchEngine:
 
         The engine can be used again afterwards: the next call reconnects.
         """
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        for opened in (self._store, self._connected):
+            if opened is not None and not opened.closed:
+                opened.close()
+        self._store = self._connected = None
         self._dropped = False
 
     def __enter__(self) -> ImageSearchEngine:
@@ -179,9 +239,16 @@ class ImageSearchEngine:
         )
 
     def insert_vectors(self, paths: Sequence[str | os.PathLike], vectors: np.ndarray) -> int:
-        """Store precomputed vectors with their paths (upsert: re-running adds nothing)."""
+        """Store precomputed vectors with their paths (upsert: re-running adds nothing).
+
+        Full vectors are projected when the collection has a projection (`dims`).
+        """
         stored = [stored_path(p) if not str(p).startswith(("http://", "https://")) else str(p) for p in paths]
-        return self.store.insert(stored, vectors, ids=[path_id(p) for p in stored])
+        store = self.store
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self._projection is not None and vectors.shape[-1] == self._projection.source_dimension:
+            vectors = self._projection.apply(vectors)  # the model's full vectors: projected as indexing does
+        return store.insert(stored, vectors, ids=[path_id(p) for p in stored])
 
     def index_folder(
         self,
@@ -227,6 +294,9 @@ class ImageSearchEngine:
                 give each of several concurrent runs its own.
             ray: Decode and embed on Ray (see `index_folder`); None or False: in this process.
         """
+        fitted: list[tuple[int, str, int, int]] = []
+        if self.dims is not None and self.store is not None and self._projection is None:
+            fitted = self._fit_projection(paths)
         if ray is not None and ray is not False:
             from utilities.indexing import on_ray
 
@@ -240,7 +310,7 @@ class ImageSearchEngine:
                 prune_root=prune_root,
                 retry_seconds=self.retry_seconds,
             )
-            return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path))
+            return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path), fitted)
         report = pipeline.index_paths(
             paths,
             self.store,
@@ -250,7 +320,44 @@ class ImageSearchEngine:
             prune_root=prune_root,
             decoder=self.decoder,
         )
-        return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path))
+        return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path), fitted)
+
+    def _fit_projection(self, paths: Sequence[str | os.PathLike]) -> list[tuple[int, str, int, int]]:
+        """Fit the collection's projection on a sample of `paths`, store it, and write the sample's rows.
+
+        Returns:
+            `(id, path, size, mtime_ns)` of the rows written (the run finds them unchanged).
+        """
+        import random
+
+        from utilities.indexing.planning import Plan, file_stats
+
+        files = [str(path) for path in paths]
+        sample = sorted(random.Random(0).sample(files, min(len(files), FIT_SAMPLE)))
+        logger.info("fitting the projection to %d dims on %d images", self.dims, len(sample))
+        stats = {stored_path(path): file_stats(path) for path in sample}  # before reading: a change shows later
+        embedded = pipeline.embed_paths(
+            sample, self.model, self.batch_size, progress=self.progress, decoder=self.decoder
+        )
+        if len(embedded.paths) < FEW_FOR_A_FIT:
+            logger.warning(
+                "the projection to %d dims is fitted on only %d images; a first run of thousands fits a better one",
+                self.dims,
+                len(embedded.paths),
+            )
+        try:
+            projection = Projection.fit(embedded.vectors, int(self.dims))
+        except ValueError as error:
+            raise ValueError(f"collection {self.collection_name!r}: {error}") from error
+        save_projection(self.store, projection)
+        self._projection = projection
+        plan = Plan(stats=stats)
+        records = [
+            plan.record(path, vector)
+            for path, vector in zip(embedded.paths, projection.apply(embedded.vectors), strict=True)
+        ]
+        self.store.write(records)
+        return [(record.id, record.path, record.file_size, record.mtime_ns) for record in records]
 
     @property
     def failures_path(self) -> Path:
@@ -258,8 +365,16 @@ class ImageSearchEngine:
         return self.mapping_path.with_name(f"{self.collection_name}.failures.csv")
 
     def _after_indexing(
-        self, report: pipeline.IndexReport, save_mapping: bool, failures_path: Path
+        self,
+        report: pipeline.IndexReport,
+        save_mapping: bool,
+        failures_path: Path,
+        fitted: Sequence[tuple[int, str, int, int]] = (),
     ) -> pipeline.IndexReport:
+        if fitted:  # the rows written while fitting the projection were found unchanged by the run
+            report.added += len(fitted)
+            report.unchanged -= len(fitted)
+            report.written_rows = [*fitted, *report.written_rows]
         if save_mapping and (report.indexed or report.removed or not self.mapping_path.exists()):
             # a run that changed nothing leaves the file as it is; one that did patches it with its rows
             catalog.update_mapping(
@@ -276,8 +391,11 @@ class ImageSearchEngine:
         """Exact number of stored images."""
         return self.open_existing().count()
 
-    def create_index(self, index_type: str = "HNSW", **params: int) -> dict[str, Any]:
-        """Build a vector index on the existing collection; see `ImageCollection.create_index`."""
+    def create_index(self, index_type: str = "AUTO", **params: int) -> dict[str, Any]:
+        """Build a vector index on the existing collection; see `ImageCollection.create_index`.
+
+        `AUTO` (the default) chooses by backend, row count and dimension (`milvus.vector_index.recommended_index`).
+        """
         return self.open_existing().create_index(index_type, **params)
 
     def search(
@@ -293,6 +411,7 @@ class ImageSearchEngine:
         verify: bool = True,
         exact_only: bool = False,
         workers: int | None = None,
+        full: bool = False,
     ) -> DuplicateReport:
         """Exact and edited copies among the stored images, from their stored hashes and vectors.
 
@@ -306,10 +425,14 @@ class ImageSearchEngine:
             verify: Check near candidates with keypoints.
             exact_only: Only files with the same content.
             workers: Processes for the check (default: one a core).
+            full: Search every row again. Otherwise, after a first run, only the rows added, changed,
+                moved or removed since the last run and their neighbours are searched, and only new
+                pairs checked (`duplicates.incremental`; the result is that of a full run).
 
         Returns:
             A `duplicates.report.DuplicateReport` (groups, pairs, keepers, removable files), also
-            saved as JSON at `duplicates_path` (the web page's Duplicates view reads it).
+            saved as JSON at `duplicates_path` (the web page's Duplicates view reads it), with the
+            state for the next run beside it (`duplicates_state_path`).
 
         Raises:
             CollectionNotFoundError: The collection does not exist; index a folder first.
@@ -317,13 +440,7 @@ class ImageSearchEngine:
         from utilities.duplicates import finder
 
         if self._store is None or self._dropped:  # open it without building the model
-            self._store = ImageCollection.open(
-                self.target.uri,
-                self.target.token,
-                self.collection_name,
-                create=False,
-                retry_seconds=self.retry_seconds,
-            )
+            self._store = self._open(create=False, check_model=False)
             self._dropped = False
         report = finder.find_duplicates(
             self._store,
@@ -333,6 +450,8 @@ class ImageSearchEngine:
             exact_only=exact_only,
             workers=workers,
             progress=self.progress,
+            state_path=self.duplicates_state_path,
+            full=full,
         )
         report.save(self.duplicates_path)
         return report
@@ -351,6 +470,11 @@ class ImageSearchEngine:
         """Where `find_duplicates` saves its report: beside the mapping (`<collection>.duplicates.json`)."""
         mapping = self.mapping_path
         return mapping.with_name(mapping.name.removesuffix(".mapping.csv") + ".duplicates.json")
+
+    @property
+    def duplicates_state_path(self) -> Path:
+        """What `find_duplicates` keeps for its next run (`<collection>.duplicates.state.npz`)."""
+        return self.duplicates_path.with_suffix(".state.npz")
 
     def save_mapping(self, path: str | os.PathLike | None = None) -> Path:
         """Rebuild the mapping from the collection and write it (CSV or Parquet).

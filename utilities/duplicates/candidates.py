@@ -9,12 +9,16 @@ No image is decoded and no model runs here.
   or misjudge hits): every candidate pair is scored again, exactly, as the cosine of the two
   stored vectors, and kept when it reaches the threshold. The candidates' own best scores make
   the nearest-neighbour histogram that helps choose a threshold.
+
+Each searched row keeps its own list of candidates (`Candidates.found_by`): a row's list depends
+only on its vector and the rows near it, so a later run can search again just the rows whose lists
+may have changed (`duplicates.incremental`) and get what a full run would.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -39,14 +43,24 @@ class Candidates:
     Attributes:
         records: Every row (without its vector), by id.
         exact: Groups of row ids with the same content hash (2 or more each).
-        near: Exact cosine of each candidate pair `(smaller id, larger id)` at or above the threshold.
+        found_by: For each searched row, the rows its search found at or above the threshold, with
+            the exact cosine of the two stored vectors.
         nearest: Each searched row's best cosine to another row (Milvus' score), for a histogram.
     """
 
     records: dict[int, ImageRecord] = field(default_factory=dict)
     exact: list[list[int]] = field(default_factory=list)
-    near: dict[tuple[int, int], float] = field(default_factory=dict)
-    nearest: list[float] = field(default_factory=list)
+    found_by: dict[int, dict[int, float]] = field(default_factory=dict)
+    nearest: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def near(self) -> dict[tuple[int, int], float]:
+        """Exact cosine of each candidate pair `(smaller id, larger id)`, whichever row's search found it."""
+        pairs: dict[tuple[int, int], float] = {}
+        for source, others in self.found_by.items():
+            for other, cosine in others.items():
+                pairs[(min(source, other), max(source, other))] = cosine
+        return pairs
 
 
 def exact_groups(records: Iterable[ImageRecord]) -> list[list[int]]:
@@ -65,8 +79,10 @@ def exact_groups(records: Iterable[ImageRecord]) -> list[list[int]]:
     return sorted(sorted(ids) for ids in by_hash.values() if len(ids) > 1)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
 
@@ -96,7 +112,8 @@ def find_candidates(
         records = [ImageRecord.from_row(row) for row in page]
         found.records.update((record.id, replace(record, vector=None)) for record in records)  # vectors not kept
         if not exact_only:
-            _near_in_page(store, records, threshold, neighbours, found)
+            vectors = {record.id: record.vector for record in records}
+            search_rows(store, [record.id for record in records], vectors, threshold, neighbours, found)
         if on_progress is not None:
             on_progress(len(records))
     found.exact = exact_groups(found.records.values())
@@ -107,32 +124,55 @@ PAGE_ROWS_WITH_VECTORS = QUERIES_PER_REQUEST
 """Rows read at a time with their vectors: one search request's worth."""
 
 
-def _near_in_page(
-    store: ImageCollection, page: list[ImageRecord], threshold: float, neighbours: int, found: Candidates
-) -> None:
-    """Search one page of stored vectors, score the candidate pairs exactly, keep those at the threshold."""
-    vectors = _unit(np.stack([record.vector for record in page]).astype(np.float32))
-    known = {record.id: vectors[row] for row, record in enumerate(page)}
-    hits = store.search(vectors, top_k=neighbours + 1)
-    wanted: dict[tuple[int, int], float] = {}
-    for record, row_hits in zip(page, hits, strict=True):
-        others = [hit for hit in row_hits if int(hit["id"]) != record.id]
-        if not others:
-            continue
-        distances = distance_from_score(np.array([hit["distance"] for hit in others]), store.metric)
-        # L2 gives squared distances; between unit vectors, cosine = 1 - d / 2
-        cosines = 1.0 - (distances / 2 if store.metric == "L2" else distances)
-        found.nearest.append(float(cosines.max()))
-        for hit, cosine in zip(others, cosines, strict=True):
-            if cosine >= threshold - SCORE_MARGIN:
-                other = int(hit["id"])
-                wanted[(min(record.id, other), max(record.id, other))] = float(cosine)
-    missing = sorted({i for pair in wanted for i in pair} - set(known))
+def milvus_cosines(store: ImageCollection, hits: list[dict]) -> np.ndarray:
+    """The cosine each hit's Milvus score stands for (between unit vectors, cosine = 1 - L2² / 2)."""
+    distances = distance_from_score(np.array([hit["distance"] for hit in hits]), store.metric)
+    return 1.0 - (distances / 2 if store.metric == "L2" else distances)
+
+
+def read_vectors(store: ImageCollection, ids: Iterable[int], known: dict[int, np.ndarray]) -> None:
+    """Add to `known` the unit stored vectors of those `ids` it lacks (rows deleted meanwhile stay out)."""
+    missing = sorted(set(ids) - set(known))
     for start in range(0, len(missing), VECTORS_PER_REQUEST):
         for record in store.records(missing[start : start + VECTORS_PER_REQUEST], with_vectors=True):
-            known[record.id] = _unit(np.asarray(record.vector, dtype=np.float32)[None])[0]
-    for pair in wanted:
-        if pair[0] in known and pair[1] in known:  # a row deleted meanwhile has no vector: no pair
-            cosine = float(np.dot(known[pair[0]], known[pair[1]]))
-            if cosine >= threshold:
-                found.near[pair] = min(cosine, 1.0)
+            known[record.id] = unit_vectors(record.vector)
+
+
+def search_rows(
+    store: ImageCollection,
+    ids: Sequence[int],
+    known: dict[int, np.ndarray],
+    threshold: float,
+    neighbours: int,
+    found: Candidates,
+) -> None:
+    """Search the stored vectors of `ids` (in `known`, or read) and set their `found_by` lists and `nearest`.
+
+    Hits come from Milvus; each pair whose Milvus score is within `SCORE_MARGIN` of the threshold is
+    scored again as the exact cosine of the stored vectors, and kept at the threshold.
+    """
+    read_vectors(store, ids, known)
+    searched = [row for row in ids if row in known]
+    for start in range(0, len(searched), QUERIES_PER_REQUEST):
+        part = searched[start : start + QUERIES_PER_REQUEST]
+        known.update((row, unit_vectors(known[row])) for row in part)
+        hits = store.search(np.stack([known[row] for row in part]), top_k=neighbours + 1)
+        wanted: dict[int, list[int]] = {}
+        for row, row_hits in zip(part, hits, strict=True):
+            others = [hit for hit in row_hits if int(hit["id"]) != row]
+            found.found_by[row] = {}
+            if not others:
+                found.nearest.pop(row, None)
+                continue
+            cosines = milvus_cosines(store, others)
+            found.nearest[row] = float(cosines.max())
+            wanted[row] = [
+                int(hit["id"]) for hit, c in zip(others, cosines, strict=True) if c >= threshold - SCORE_MARGIN
+            ]
+        read_vectors(store, (other for others in wanted.values() for other in others), known)
+        for row, others in wanted.items():
+            for other in others:
+                if other in known:  # a row deleted meanwhile has no vector: no pair
+                    cosine = float(np.dot(known[row], known[other]))
+                    if cosine >= threshold:
+                        found.found_by[row][other] = min(cosine, 1.0)

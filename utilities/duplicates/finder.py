@@ -6,10 +6,13 @@
    processes, with a progress bar; exact copies need no check.
 3. Pairs are joined into groups (connected components), and one file of each is kept
    (`report.keeper_rule`).
+
+With a `state_path`, a later run searches and checks only what changed (`incremental`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -17,9 +20,13 @@ from concurrent.futures import ProcessPoolExecutor
 from tqdm.auto import tqdm
 
 from utilities.duplicates.candidates import Candidates, find_candidates
+from utilities.duplicates.incremental import DuplicateState, update_candidates
 from utilities.duplicates.report import DuplicateGroup, DuplicatePair, DuplicateReport, keeper_rule
 from utilities.duplicates.verification import Verdict, compare_pairs, require_opencv
 from utilities.milvus.collection import ImageCollection
+from utilities.records import ImageRecord
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.7
 """Cosine a near pair must reach to be checked. Measured with a pretrained model (EfficientNet-Lite0,
@@ -87,6 +94,30 @@ def _groups(candidates: Candidates, pairs: list[DuplicatePair], ids_of: dict[str
     return sorted(groups, key=lambda group: (-len(group.files), group.files))
 
 
+def _read_records(store: ImageCollection, progress: bool) -> dict[int, ImageRecord]:
+    """Every row without its vector, by id."""
+    records: dict[int, ImageRecord] = {}
+    with tqdm(total=store.count(), desc="reading rows", unit="row", disable=not progress) as bar:
+        for page in store.iter_records():
+            records.update((record.id, record) for record in page)
+            bar.update(len(page))
+    return records
+
+
+def _previous_state(
+    store: ImageCollection, state_path: str | os.PathLike | None, threshold: float, neighbours: int
+) -> DuplicateState | None:
+    """The saved state, if it was made on this collection with these settings."""
+    state = None if state_path is None else DuplicateState.load(state_path)
+    if state is None:
+        return None
+    wanted = (store.name, store.identity(), threshold, neighbours, store.metric)
+    if (state.collection, state.identity, state.threshold, state.neighbours, state.metric) != wanted:
+        logger.info("the saved duplicate search %s used other settings: a full run", state_path)
+        return None
+    return state
+
+
 def find_duplicates(
     store: ImageCollection,
     threshold: float = DEFAULT_THRESHOLD,
@@ -95,6 +126,8 @@ def find_duplicates(
     exact_only: bool = False,
     workers: int | None = None,
     progress: bool = False,
+    state_path: str | os.PathLike | None = None,
+    full: bool = False,
 ) -> DuplicateReport:
     """Find exact and near copies among the collection's images, from its stored hashes and vectors.
 
@@ -107,6 +140,10 @@ def find_duplicates(
         exact_only: Only files with the same content (no vectors read, no search, no check).
         workers: Processes for the check (default: one a core).
         progress: Show progress bars.
+        state_path: Where the state for the next run is kept (`incremental.DuplicateState`). When a
+            state made with the same settings is there, only what changed since is searched and
+            checked (`incremental.update_candidates`): the result is that of a full run.
+        full: Search every row even if a saved state could be used (the state is written anew).
 
     Returns:
         A `DuplicateReport`.
@@ -123,33 +160,52 @@ def find_duplicates(
     if checking:
         require_opencv()
     started = time.perf_counter()
-    total = store.count()
-    with tqdm(total=total, desc="reading and searching", unit="row", disable=not progress) as bar:
-        candidates = find_candidates(store, threshold, neighbours, exact_only, on_progress=bar.update)
+    previous = None if exact_only or full else _previous_state(store, state_path, threshold, neighbours)
+    updated = None
+    if previous is not None:
+        records = _read_records(store, progress)
+        with tqdm(desc="searching what changed", unit="row", disable=not progress) as bar:
+            updated = update_candidates(store, records, previous, threshold, neighbours, on_progress=bar.update)
+    if updated is not None:
+        candidates, changes, searched = updated
+    else:
+        previous, changes = None, None
+        with tqdm(total=store.count(), desc="reading and searching", unit="row", disable=not progress) as bar:
+            candidates = find_candidates(store, threshold, neighbours, exact_only, on_progress=bar.update)
+        searched = 0 if exact_only else len(candidates.records)
     records = candidates.records
     pairs: list[DuplicatePair] = []
     for ids in candidates.exact:
         for other in ids[1:]:  # a chain is enough to make the group
             pairs.append(DuplicatePair(records[ids[0]].path, records[other].path, 1.0, "exact"))
-    same_content = {(a, b) for ids in candidates.exact for a in ids for b in ids if a < b}
-    near = sorted(
-        (pair, cosine) for pair, cosine in candidates.near.items() if pair not in same_content
-    )  # copies of one content are one exact group already
+    near = sorted(_near_pairs(candidates).items())
     report = DuplicateReport(
         collection=store.name,
         rows=len(records),
         threshold=None if exact_only else threshold,
         verified=checking,
-        nearest=candidates.nearest,
+        nearest=list(candidates.nearest.values()),
+        searched=searched,
+        incremental=previous is not None,
+        changed=0 if changes is None else changes.count,
     )
+    saved_checks = previous.checks if previous is not None else {}
+    verdicts: list[Verdict | None] = [None] * len(near)
     if checking:
-        order = sorted(range(len(near)), key=lambda n: records[near[n][0][0]].path)
-        paths = [(records[near[n][0][0]].path, records[near[n][0][1]].path) for n in order]
-        verdicts: list[Verdict | None] = [None] * len(near)
-        for n, verdict in zip(order, _verify(paths, workers, progress), strict=True):
+        to_check = []
+        for n, ((a, b), _) in enumerate(near):
+            kept = saved_checks.get(_check_key(records[a], records[b]))
+            if kept is not None:
+                verdicts[n] = Verdict(kept[0], kept[1])
+            else:
+                to_check.append(n)
+        report.checks_reused = len(near) - len(to_check)
+        ordered = {n: _check_order(records[near[n][0][0]], records[near[n][0][1]]) for n in to_check}
+        to_check.sort(key=lambda n: ordered[n])
+        paths = [ordered[n] for n in to_check]
+        for n, verdict in zip(to_check, _verify(paths, workers, progress), strict=True):
             verdicts[n] = verdict
-    else:
-        verdicts = [None] * len(near)
+    copies = {ids[0]: ids for ids in candidates.exact}
     for ((a, b), cosine), verdict in zip(near, verdicts, strict=True):
         if verdict is not None and verdict.error:
             path, _, reason = verdict.error.partition(": ")
@@ -157,18 +213,83 @@ def find_duplicates(
         if verdict is not None and not verdict.verified:
             report.rejected += 1
             continue
-        pairs.append(
-            DuplicatePair(
-                records[a].path,
-                records[b].path,
-                round(cosine, 6),
-                "near",
-                verified=None if verdict is None else True,
-                inliers=0 if verdict is None else verdict.inliers,
+        for first, second in ((x, y) for x in copies.get(a, [a]) for y in copies.get(b, [b])):
+            pairs.append(  # the pair, and the same pair for each exact copy of either file
+                DuplicatePair(
+                    records[min(first, second)].path,
+                    records[max(first, second)].path,
+                    round(cosine, 6),
+                    "near",
+                    verified=None if verdict is None else True,
+                    inliers=0 if verdict is None else verdict.inliers,
+                )
             )
-        )
     report.pairs = pairs
     ids_of = {record.path: record.id for record in records.values()}
     report.groups = _groups(candidates, pairs, ids_of)
+    if state_path is not None and not exact_only:
+        _save_state(store, state_path, threshold, neighbours, candidates, near, verdicts)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _near_pairs(candidates: Candidates) -> dict[tuple[int, int], float]:
+    """The near candidate pairs, each exact copy standing for its group's first row.
+
+    Copies of one content have one vector, so which of them a search returns among its nearest
+    rows is a tie that Milvus breaks as it likes; standing for one another, they give the same pairs
+    every run. Pairs within one content are left out: the exact group holds them already.
+    """
+    first = {row: ids[0] for ids in candidates.exact for row in ids}
+    pairs: dict[tuple[int, int], float] = {}
+    for (a, b), cosine in candidates.near.items():
+        a, b = first.get(a, a), first.get(b, b)
+        if a != b:
+            pairs.setdefault((min(a, b), max(a, b)), cosine)
+    return pairs
+
+
+def _check_order(first: ImageRecord, second: ImageRecord) -> tuple[str, str]:
+    """The two paths in the order the keypoint check takes them: by content hash, then path.
+
+    The check is not quite symmetric (its inlier count depends on which image is mirrored), and a
+    kept check is found again by the two hashes: checking in hash order makes it the same check
+    whatever the rows' ids, so a moved file's pair gets the verdict a full run would give it.
+    """
+    a, b = sorted((first, second), key=lambda record: (record.content_hash, record.path))
+    return a.path, b.path
+
+
+def _check_key(first: ImageRecord, second: ImageRecord) -> tuple[str, str] | None:
+    """What a keypoint check is kept under: the two content hashes, sorted (None if one is unknown)."""
+    if not first.content_hash or not second.content_hash:
+        return None
+    return tuple(sorted((first.content_hash, second.content_hash)))  # type: ignore[return-value]
+
+
+def _save_state(
+    store: ImageCollection,
+    state_path: str | os.PathLike,
+    threshold: float,
+    neighbours: int,
+    candidates: Candidates,
+    near: list[tuple[tuple[int, int], float]],
+    verdicts: list[Verdict | None],
+) -> None:
+    """Keep what the next run needs: hashes, candidate lists, best cosines and the checks that read both files."""
+    records = candidates.records
+    state = DuplicateState(
+        collection=store.name,
+        identity=store.identity(),
+        threshold=threshold,
+        neighbours=neighbours,
+        metric=store.metric,
+        hashes={row: record.content_hash for row, record in records.items()},
+        found_by=candidates.found_by,
+        nearest=candidates.nearest,
+    )
+    for ((a, b), _), verdict in zip(near, verdicts, strict=True):
+        key = _check_key(records[a], records[b])
+        if verdict is not None and not verdict.error and key is not None:
+            state.checks[key] = (verdict.verified, verdict.inliers)
+    state.save(state_path)

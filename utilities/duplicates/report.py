@@ -81,6 +81,10 @@ class DuplicateReport:
         rejected: Near candidates the check did not confirm.
         unreadable: Files that could not be read for the check, with the reason (never fatal).
         nearest: Each row's best cosine to another row, for choosing a threshold.
+        searched: Rows whose vectors were searched (all of them in a full run).
+        incremental: Whether the run started from the last run's state and searched only what changed.
+        changed: Rows added, changed, moved or removed since that run (incremental runs).
+        checks_reused: Near pairs whose keypoint check was kept from that run (neither file changed).
         seconds: Wall time.
     """
 
@@ -93,6 +97,10 @@ class DuplicateReport:
     rejected: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
     nearest: list[float] = field(default_factory=list, repr=False)
+    searched: int = 0
+    incremental: bool = False
+    changed: int = 0
+    checks_reused: int = 0
     seconds: float = 0.0
 
     @property
@@ -121,6 +129,10 @@ class DuplicateReport:
             "removable": self.removable,
             "rejected_candidates": self.rejected,
             "unreadable": self.unreadable,
+            "searched": self.searched,
+            "incremental": self.incremental,
+            "changed": self.changed,
+            "checks_reused": self.checks_reused,
             "seconds": round(self.seconds, 3),
         }
 
@@ -161,6 +173,11 @@ class DuplicateReport:
             f"{self.collection}: {len(self.groups)} groups of copies ({exact} exact) among {self.rows} images "
             f"({how}{check}); {len(self.removable)} files could be removed, keeping one a group ({self.seconds:.1f} s)"
         ]
+        if self.incremental:
+            lines.append(
+                f"incremental: {self.changed} rows changed since the last search; {self.searched} searched again, "
+                f"{self.checks_reused} checks kept"
+            )
         if self.rejected:
             lines.append(f"{self.rejected} look-alike pairs were not copies (the keypoint check rejected them)")
         for group in self.groups:

@@ -111,6 +111,7 @@ def _inliers(cv2: Any, first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple
         return 0, len(matches)
     source = np.float32([points_a[m.queryIdx].pt for m in matches])
     target = np.float32([points_b[m.trainIdx].pt for m in matches])
+    cv2.setRNGSeed(0)  # RANSAC samples at random: the same pair gets the same verdict in every run
     transform, mask = cv2.estimateAffinePartial2D(
         source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PIXELS
     )

@@ -108,7 +108,8 @@ class PlannedStep:
         return self.settled + len(self.to_embed)
 
 
-def _file_stats(path: str) -> tuple[int, int]:
+def file_stats(path: str | os.PathLike) -> tuple[int, int]:
+    """`(size, mtime_ns)` of a file, `(0, 0)` if it cannot be read."""
     try:
         status = os.stat(path)
     except OSError:
@@ -141,7 +142,7 @@ def iter_sorted_steps(
                 # brought the server up to date, and a row written since by another process that
                 # looks missing only costs an upsert of the same id.
                 pending.append((part, part_ids, pool.submit(store.file_stats, part_ids, RECENT)))
-            plan.stats.update(zip(part, map(_file_stats, part), strict=True))
+            plan.stats.update(zip(part, map(file_stats, part), strict=True))
             if not plan.stored_rows:
                 plan.new.extend(part)
                 yield part, part, []

@@ -4,7 +4,8 @@
   retries and reconnecting (`MilvusConnection`, `connect`);
 - `collection`: `ImageCollection`, which opens, creates, validates and drops a collection and
   combines `base` (its connection, name and schema), `rows` (writes and reads of rows) and
-  `vector_index` (the vector index and searches);
+  `vector_index` (the vector index, chosen by size, and searches);
+- `projection_store`: a collection's projection (`dims`), kept in a companion collection;
 - `lite`: importing Milvus Lite with a clear error when it is missing or broken;
 - `retry`: which errors are transient, and backoff; `chunks`: requests within Milvus' limits.
 

@@ -102,6 +102,15 @@ class CollectionBase:
                 raise CollectionMismatchError(f"collection {self.name!r} has no {VECTOR_FIELD!r} field")
         return self._dimension_cache
 
+    def identity(self) -> str:
+        """The server's id and creation time of the collection, so that one dropped and made again under
+        the same name is told apart ("" on Milvus Lite, which reports neither)."""
+        described = self._retrying(
+            "describe_collection", lambda client: client.describe_collection(self.name, timeout=self._timeout)
+        )
+        identity = f"{described.get('collection_id', 0)}:{described.get('created_timestamp', 0)}"
+        return "" if identity == "0:0" else identity
+
     def _forget_schema(self) -> None:
         """Drop what was cached about the collection (after it is created or dropped)."""
         self._index_cache = None

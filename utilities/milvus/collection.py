@@ -156,11 +156,22 @@ class ImageCollection(CollectionRows, CollectionIndex):
             CollectionMismatchError: It exists with other fields, dimension or metric.
             ValueError: `dimension` is missing for a new collection, or `metric` unknown.
         """
-        policy = RetryPolicy() if retry_seconds is None else RetryPolicy(seconds=float(retry_seconds))
-        connection = MilvusConnection.open(uri, token, timeout, retry=policy)
-        store = cls(connection, name)
+        store = cls.connect(uri, token, name, timeout, retry_seconds)
         store.ensure(dimension=dimension, metric=metric, create=create, reset=reset)
         return store
+
+    @classmethod
+    def connect(
+        cls,
+        uri: str | os.PathLike | None = None,
+        token: str | None = None,
+        name: str = DEFAULT_COLLECTION,
+        timeout: float = 10.0,
+        retry_seconds: float | None = None,
+    ) -> ImageCollection:
+        """Connect without creating or checking the collection (call `ensure` next); see `open`."""
+        policy = RetryPolicy() if retry_seconds is None else RetryPolicy(seconds=float(retry_seconds))
+        return cls(MilvusConnection.open(uri, token, timeout, retry=policy), name)
 
     def ensure(
         self, dimension: int | None = None, metric: str | None = None, create: bool = True, reset: bool = False
@@ -257,6 +268,9 @@ class ImageCollection(CollectionRows, CollectionIndex):
         self.connection.close()
 
     def drop(self) -> None:
-        """Drop the collection and all its rows."""
+        """Drop the collection and all its rows, and its projection if it has one."""
+        from utilities.milvus.projection_store import drop_projection
+
+        drop_projection(self)
         self._once("drop_collection", lambda client: client.drop_collection(self.name))
         self._forget_schema()

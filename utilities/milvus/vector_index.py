@@ -28,17 +28,23 @@ query against a few ms with Session (see benchmarks/results/search.md).
 
 METRICS = ("COSINE", "IP", "L2")
 LITE_INDEX_TYPES = ("FLAT", "IVF_FLAT", "AUTOINDEX")
-SERVER_INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "AUTOINDEX")
+SERVER_INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "SCANN", "AUTOINDEX")
 DEFAULT_INDEX_PARAMS: dict[str, dict[str, int]] = {
     "FLAT": {},
     "AUTOINDEX": {},
     "IVF_FLAT": {"nlist": 128},
     "IVF_SQ8": {"nlist": 128},
+    "IVF_PQ": {"nlist": 128, "nbits": 8},
+    "SCANN": {"nlist": 128},
+    "DISKANN": {},
     "HNSW": {"M": 16, "efConstruction": 200},
 }
 DEFAULT_SEARCH_PARAMS: dict[str, dict[str, int]] = {
     "IVF_FLAT": {"nprobe": 32},
     "IVF_SQ8": {"nprobe": 32},
+    "IVF_PQ": {"nprobe": 32},
+    "SCANN": {"nprobe": 32, "reorder_k": 100},
+    "DISKANN": {"search_list": 100},
     "HNSW": {"ef": 128},
 }
 """Search parameters used unless the caller passes others.
@@ -52,18 +58,91 @@ overlapping ones; check yours with `evaluation.evaluate(index_type="IVF_FLAT")`.
 """
 
 
+FLAT_UP_TO_ROWS = 20_000
+"""Up to this many rows a server collection keeps the exact FLAT index: its searches stay within tens of
+milliseconds (31 ms p50 at 30,000 2048-d rows, benchmarks/results/search-hard.md) and there is nothing to
+build. Milvus Lite always searches exactly (its IVF_FLAT answered as fast as FLAT, at the same recall)."""
+
+SMALL_DIMENSION = 512
+"""Vectors of at most this many dimensions (a projection, `dims=256`) get HNSW above `FLAT_UP_TO_ROWS`:
+their graph and vectors take ~1.2 KB a row at 256-d; full 2048-d vectors get IVF_SQ8, one byte a
+dimension, because HNSW would hold the 8 KB float vectors as well."""
+
+
+def recommended_index(is_lite: bool, rows: int, dimension: int) -> tuple[str, dict[str, int]]:
+    """The index `create_index("AUTO")` builds: by backend, row count and dimension.
+
+    Example:
+        >>> recommended_index(True, 1_000_000, 2048)
+        ('FLAT', {})
+        >>> recommended_index(False, 5_000, 2048)
+        ('FLAT', {})
+        >>> recommended_index(False, 1_281_167, 256)
+        ('HNSW', {'M': 16, 'efConstruction': 128})
+        >>> recommended_index(False, 1_281_167, 2048)
+        ('IVF_SQ8', {'nlist': 1024})
+    """
+    if is_lite or rows <= FLAT_UP_TO_ROWS:
+        return "FLAT", {}
+    if dimension <= SMALL_DIMENSION:
+        return "HNSW", {"M": 16, "efConstruction": 128}
+    return "IVF_SQ8", {"nlist": 1024}
+
+
+def bytes_per_row(index_type: str, dimension: int, params: dict[str, Any] | None = None) -> int:
+    """What one row's vector costs in the loaded index, estimated from its layout (the server adds its
+    own overhead; measured figures are in benchmarks/results/lean-indexes*.md).
+
+    FLAT and IVF_FLAT hold float32 vectors; HNSW adds about `2 M` 4-byte links; IVF_SQ8 holds a byte a
+    dimension; IVF_PQ `m` codes of `nbits`; SCANN 4-bit codes for half the dimensions and the floats
+    it re-ranks with.
+
+    Example:
+        >>> bytes_per_row("FLAT", 2048), bytes_per_row("IVF_SQ8", 2048), bytes_per_row("HNSW", 256, {"M": 16})
+        (8192, 2048, 1152)
+    """
+    params = params or {}
+    kind = index_type.upper()
+    floats = 4 * dimension
+    if kind == "HNSW":
+        return floats + 8 * int(params.get("M", DEFAULT_INDEX_PARAMS["HNSW"]["M"]))
+    if kind == "IVF_SQ8":
+        return dimension
+    if kind == "IVF_PQ":
+        return max(1, int(params.get("m", pq_subquantizers(dimension))) * int(params.get("nbits", 8)) // 8)
+    if kind == "SCANN":
+        return floats + dimension // 4
+    return floats
+
+
+BUILD_PARAMETERS = ("nlist", "M", "efConstruction", "m", "nbits", "with_raw_data")
+"""Keys of an index description that are build parameters (the rest are its name, state and counts)."""
+
 INDEX_WAIT_SECONDS = 1800.0
 """How long an indexing run waits for the index to cover its rows before it returns anyway."""
 
 INDEX_POLL_SECONDS = 1.0
 
 
-def vector_index_params(client: Any, index_type: str = "FLAT", metric: str = DEFAULT_METRIC, **build: int) -> Any:
+def vector_index_params(
+    client: Any, index_type: str = "FLAT", metric: str = DEFAULT_METRIC, field: str = VECTOR_FIELD, **build: int
+) -> Any:
     """pymilvus `IndexParams` for the vector field (FLAT, exact, unless told otherwise)."""
     index_params = client.prepare_index_params()
     extra = {"params": build} if build else {}
-    index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type=metric, **extra)
+    index_params.add_index(field_name=field, index_type=index_type, metric_type=metric, **extra)
     return index_params
+
+
+def pq_subquantizers(dimension: int, per_subquantizer: int = 8) -> int:
+    """IVF_PQ's `m`: sub-vectors of about `per_subquantizer` dimensions (`m` must divide the dimension).
+
+    Example:
+        >>> pq_subquantizers(2048), pq_subquantizers(256), pq_subquantizers(10)
+        (256, 32, 1)
+    """
+    wanted = max(1, dimension // per_subquantizer)
+    return max(m for m in range(1, wanted + 1) if dimension % m == 0)
 
 
 def distance_from_score(scores: np.ndarray, metric: str) -> np.ndarray:
@@ -137,6 +216,23 @@ class CollectionIndex(CollectionBase):
         """Index types this backend accepts (Milvus Lite has fewer)."""
         return LITE_INDEX_TYPES if self.target.is_lite else SERVER_INDEX_TYPES
 
+    def index_summary(self) -> dict[str, Any]:
+        """The index, its parameters, the memory a row's vector takes in it, and the index `AUTO` would
+        choose for the collection's size now (for `info`)."""
+        info = self.index_info() or {}
+        params = {k: int(v) if str(v).isdigit() else v for k, v in info.items() if k in BUILD_PARAMETERS}
+        rows = self.count()
+        recommended, recommended_params = recommended_index(self.target.is_lite, rows, self.dimension)
+        per_row = bytes_per_row(self.index_type, self.dimension, params)
+        return {
+            "index_type": self.index_type,
+            "index_params": params,
+            "bytes_per_row": per_row,
+            "vector_memory_mb": round(per_row * rows / 2**20, 1),
+            "recommended_index": recommended,
+            "recommended_params": recommended_params,
+        }
+
     def _load(self) -> None:
         """Load the collection for searching, giving it the exact FLAT index if it has none."""
         if self.index_info() is None:
@@ -146,12 +242,15 @@ class CollectionIndex(CollectionBase):
         # no per-attempt time limit: loading a large collection may take long
         self._retrying("load_collection", lambda client: client.load_collection(self.name))
 
-    def create_index(self, index_type: str = "HNSW", metric: str | None = None, **params: int) -> dict[str, Any]:
+    def create_index(self, index_type: str = "AUTO", metric: str | None = None, **params: int) -> dict[str, Any]:
         """Replace the vector index and load the collection again.
 
         Args:
-            index_type: `FLAT` (exact), `IVF_FLAT` (`nlist`), `HNSW` (`M`,
-                `efConstruction`; server only), `IVF_SQ8` (server only) or `AUTOINDEX`.
+            index_type: `AUTO` (the default: `recommended_index` for this backend, row count and
+                dimension), `FLAT` (exact), `IVF_FLAT` (`nlist`), and on a server `HNSW` (`M`,
+                `efConstruction`), `IVF_SQ8` (`nlist`), `IVF_PQ` (`nlist`, `m`, `nbits`), `SCANN`
+                (`nlist`), or `AUTOINDEX` (Milvus' choice). DISKANN is not offered: the Milvus
+                2.3.5 server this package is tested on fails to build it.
             metric: `COSINE`, `IP` or `L2`; keeps the current one if None.
             **params: Build parameters; defaults from `DEFAULT_INDEX_PARAMS`.
 
@@ -165,6 +264,9 @@ class CollectionIndex(CollectionBase):
             >>> store.create_index("IVF_FLAT", nlist=256)  # doctest: +SKIP
         """
         kind = index_type.upper()
+        if kind == "AUTO":
+            kind, chosen = recommended_index(self.target.is_lite, self.count(), self.dimension)
+            params = {**chosen, **params}
         if kind not in self.supported_index_types():
             backend = "Milvus Lite" if self.target.is_lite else "this Milvus server"
             raise ImageSearchError(
@@ -174,6 +276,8 @@ class CollectionIndex(CollectionBase):
             )
         chosen_metric = (metric or self.metric).upper()
         build = {**DEFAULT_INDEX_PARAMS.get(kind, {}), **params}
+        if kind == "IVF_PQ" and "m" not in build:
+            build["m"] = pq_subquantizers(self.dimension)
         # Seal first: rows still in growing segments are searched with Milvus' interim index,
         # not the one built here, until Milvus seals them by itself (benchmarks/results/scale.md).
         self.seal()
@@ -196,6 +300,10 @@ class CollectionIndex(CollectionBase):
         params = {**DEFAULT_SEARCH_PARAMS.get(self.index_type, {}), **overrides}
         if self.index_type == "HNSW":
             params["ef"] = max(int(params["ef"]), top_k)
+        if self.index_type == "SCANN":
+            params["reorder_k"] = max(int(params["reorder_k"]), top_k)
+        if self.index_type == "DISKANN":
+            params["search_list"] = max(int(params["search_list"]), top_k)
         if "nprobe" in params and "nlist" in (self.index_info() or {}):
             params["nprobe"] = max(1, min(int(params["nprobe"]), int(self.index_info()["nlist"])))
         return {"metric_type": self.metric, "params": params}

@@ -1,0 +1,113 @@
+"""Indexes chosen by size, and the package's reads of stored vectors (moved files, search by row id,
+duplicates) under the memory-lean server indexes, on segments large enough to get a real index."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import PHOTOS
+from utilities.duplicates.finder import find_duplicates
+from utilities.ids import path_id, stored_path
+from utilities.indexing.pipeline import index_folder
+from utilities.milvus import vector_index
+from utilities.milvus.collection import ImageCollection
+
+SYNTHETIC_ROWS = 3_000
+"""More than the 1,024 rows below which a Milvus 2.3 server searches a segment without its index."""
+
+
+def _synthetic_rows(store: ImageCollection, count: int = SYNTHETIC_ROWS, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((count, store.dimension)).astype(np.float32)
+    ids = list(range(1, count + 1))
+    store.insert([f"/synthetic/{i}.jpg" for i in ids], vectors, ids=ids)
+    return vectors
+
+
+def test_lite_always_keeps_the_exact_index(tmp_path: Path) -> None:
+    store = ImageCollection.open(str(tmp_path / "lite.db"), name="auto", dimension=16)
+    _synthetic_rows(store, 50)
+    assert store.create_index()["index_type"] == "FLAT"
+    summary = store.index_summary()
+    assert summary["recommended_index"] == "FLAT" and summary["bytes_per_row"] == 64
+    store.close()
+
+
+@pytest.mark.parametrize(("dimension", "expected"), [(2048, "IVF_SQ8"), (64, "HNSW")])
+def test_the_server_index_follows_the_collection_size(
+    server_uri: str, collection_name: str, monkeypatch: pytest.MonkeyPatch, dimension: int, expected: str
+) -> None:
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=dimension)
+    try:
+        _synthetic_rows(store, 200)
+        assert store.create_index()["index_type"] == "FLAT"  # small: exact
+        monkeypatch.setattr(vector_index, "FLAT_UP_TO_ROWS", 100)
+        assert store.index_summary()["recommended_index"] == expected  # info says what it would choose now
+        assert store.create_index()["index_type"] == expected
+        summary = store.index_summary()
+        assert summary["index_type"] == expected and summary["bytes_per_row"] < 4 * dimension + 200
+        assert summary["index_params"] == vector_index.recommended_index(False, 200, dimension)[1]
+    finally:
+        store.drop()
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["IVF_SQ8", "IVF_PQ"])
+def test_stored_vectors_are_served_under_quantised_indexes(
+    server_uri: str, collection_name: str, embedder, tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = [Path(shutil.copy2(p, folder / p.name)) for p in sorted(PHOTOS.rglob("*.jpg"))[:10]]
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=2048)
+    try:
+        _synthetic_rows(store)
+        index_folder(folder, store, embedder, batch_size=8, progress=False)
+        store.create_index(kind, nlist=16, **({"m": 64} if kind == "IVF_PQ" else {}))
+        assert store.wait_for_index(timeout=300)
+        info = store.index_info()
+        assert info["index_type"] == kind and int(info["indexed_rows"]) == SYNTHETIC_ROWS + 10
+        before = store.records([path_id(stored_path(photos[0]))], with_vectors=True)[0].vector
+
+        moved = photos[0].rename(folder / "moved.jpg")  # a moved file keeps its stored vector
+        report = index_folder(folder, store, embedder, batch_size=8, progress=False, prune=True)
+        assert report.moved == 1 and report.added == 0
+        after = store.records([path_id(stored_path(moved))], with_vectors=True)[0].vector
+        assert after.shape == (2048,) and float(after @ before / np.linalg.norm(after) / np.linalg.norm(before)) > 0.99
+
+        row = path_id(stored_path(photos[1]))  # a search by row id, as the web page does it
+        vector = store.records([row], with_vectors=True)[0].vector
+        hits = store.search(vector, top_k=10)[0]  # PQ's scores are approximate: the photos, in some order
+        assert row in {int(hit["id"]) for hit in hits}
+        assert {int(hit["id"]) for hit in hits} == {path_id(stored_path(p)) for p in [moved, *photos[1:]]}
+
+        report = find_duplicates(store, threshold=0.99, neighbours=3, verify=False)  # reads every stored vector
+        assert report.rows == SYNTHETIC_ROWS + 10 and report.searched == SYNTHETIC_ROWS + 10
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_a_small_run_under_an_approximate_index_is_sealed_and_indexed(
+    server_uri: str, collection_name: str, embedder, tmp_path: Path
+) -> None:
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=2048)
+    try:
+        _synthetic_rows(store, 1_500)
+        store.create_index("HNSW", M=8, efConstruction=64)
+        store.wait_for_index(timeout=300)
+        folder = tmp_path / "photos"
+        folder.mkdir()
+        for photo in sorted(PHOTOS.rglob("*.jpg"))[:6]:
+            shutil.copy2(photo, folder / photo.name)
+        assert index_folder(folder, store, embedder, batch_size=8, progress=False).added == 6
+        store._index_cache = None
+        info = store.index_info()
+        # sealed by the run (growing rows are not in the index's count) and covered by the index
+        assert int(info["total_rows"]) == store.count() == 1_506 and int(info["indexed_rows"]) == 1_506
+    finally:
+        store.drop()
+        store.close()

@@ -1,0 +1,316 @@
+"""Re-running a duplicate search on what changed since the last one, with the same result as a full run.
+
+A full run searches every stored vector. Each row's list of candidates (`candidates.Candidates.found_by`:
+the rows its search found at or above the threshold) depends only on its vector and on the rows
+near it, so after files were added, changed, moved or removed only some lists can differ:
+
+- the lists of **new and changed rows** (searched again);
+- the lists of rows that held a **removed or changed row** (searched again: a freed place can let
+  another pair in);
+- the lists of rows **within the threshold of a new or changed row**: only such a row can enter
+  another row's list at the threshold (a row that comes in below it only pushes out rows that were
+  below it too). They are found by searching each new or changed row for everything at the
+  threshold, with a limit that grows until the last hit falls below it.
+
+A **moved** file (a row gone and a new row with its content hash: the indexing run keeps its vector)
+keeps its lists under its new id, and so its group. Keypoint checks are kept by the content hashes of
+the two files, so a pair of files that did not change is not checked again.
+
+The state lives beside the report (`<collection>.duplicates.state.npz`): every row's content hash,
+the lists, the best cosines and the checks. It is used only when the collection, the threshold, the
+neighbours and the metric are those of the run that wrote it, and when a few stored vectors still
+give the cosines it recorded; otherwise the run is a full one.
+
+Rows not searched again keep their best cosine from the earlier run in the histogram, where a full
+run could find a closer new row below the threshold: only the histogram can differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utilities.duplicates.candidates import (
+    SCORE_MARGIN,
+    Candidates,
+    exact_groups,
+    milvus_cosines,
+    read_vectors,
+    search_rows,
+)
+from utilities.milvus.collection import ImageCollection
+from utilities.records import ImageRecord
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+MAX_SEARCH_LIMIT = 16_384
+"""Most hits Milvus returns for one query: the ceiling of the growing search for rows at the threshold."""
+
+CHECKED_ROWS = 8
+"""Rows whose recorded cosines are compared with their stored vectors before the state is trusted."""
+
+Check = tuple[bool, int]
+"""A keypoint check's outcome: (verified, inliers)."""
+
+
+@dataclass
+class DuplicateState:
+    """What a duplicate search leaves for the next one (see the module's notes).
+
+    Attributes:
+        collection: The collection's name.
+        identity: The server's collection id and creation time ("" on Milvus Lite, which has none).
+        threshold: Cosine the pairs had to reach.
+        neighbours: Nearest rows searched for each row.
+        metric: The collection's metric.
+        hashes: Every row's content hash, by id.
+        found_by: Each searched row's candidates with their exact cosines.
+        nearest: Each searched row's best cosine to another row.
+        checks: Keypoint checks by the sorted content hashes of the two files.
+    """
+
+    collection: str
+    identity: str
+    threshold: float
+    neighbours: int
+    metric: str
+    hashes: dict[int, str] = field(default_factory=dict)
+    found_by: dict[int, dict[int, float]] = field(default_factory=dict)
+    nearest: dict[int, float] = field(default_factory=dict)
+    checks: dict[tuple[str, str], Check] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the state as one `.npz` file, atomically (a reader sees the old file or the new one)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        edges = [
+            (source, other, cosine) for source, others in self.found_by.items() for other, cosine in others.items()
+        ]
+        checks = sorted(self.checks.items())
+        meta = {
+            "version": STATE_VERSION,
+            "collection": self.collection,
+            "identity": self.identity,
+            "threshold": self.threshold,
+            "neighbours": self.neighbours,
+            "metric": self.metric,
+        }
+        arrays = {
+            "meta": np.array(json.dumps(meta)),
+            "ids": np.array(list(self.hashes), dtype=np.int64),
+            "hashes": np.array(list(self.hashes.values()), dtype=str),
+            "searched": np.array(list(self.found_by), dtype=np.int64),
+            "nearest_ids": np.array(list(self.nearest), dtype=np.int64),
+            "nearest": np.array(list(self.nearest.values()), dtype=np.float32),
+            "edge_source": np.array([edge[0] for edge in edges], dtype=np.int64),
+            "edge_other": np.array([edge[1] for edge in edges], dtype=np.int64),
+            "edge_cosine": np.array([edge[2] for edge in edges], dtype=np.float64),
+            "check_hashes": np.array([list(key) for key, _ in checks], dtype=str).reshape(-1, 2),
+            "check_verified": np.array([value[0] for _, value in checks], dtype=bool),
+            "check_inliers": np.array([value[1] for _, value in checks], dtype=np.int32),
+        }
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
+        try:
+            np.savez(temporary, **arrays)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DuplicateState | None:
+        """The state saved at `path`, or None (with the reason logged) if it is missing or unreadable."""
+        target = Path(path)
+        if not target.exists():
+            return None
+        try:
+            with np.load(target, allow_pickle=False) as saved:
+                meta = json.loads(str(saved["meta"]))
+                if meta.get("version") != STATE_VERSION:
+                    logger.info(
+                        "%s has state version %s, not %s: a full run", target, meta.get("version"), STATE_VERSION
+                    )
+                    return None
+                state = cls(
+                    collection=meta["collection"],
+                    identity=meta["identity"],
+                    threshold=float(meta["threshold"]),
+                    neighbours=int(meta["neighbours"]),
+                    metric=meta["metric"],
+                    hashes=dict(zip(saved["ids"].tolist(), saved["hashes"].tolist(), strict=True)),
+                    nearest=dict(zip(saved["nearest_ids"].tolist(), saved["nearest"].tolist(), strict=True)),
+                )
+                state.found_by = {int(source): {} for source in saved["searched"].tolist()}
+                for source, other, cosine in zip(
+                    saved["edge_source"].tolist(),
+                    saved["edge_other"].tolist(),
+                    saved["edge_cosine"].tolist(),
+                    strict=True,
+                ):
+                    state.found_by.setdefault(source, {})[other] = cosine
+                for (first, second), verified, inliers in zip(
+                    saved["check_hashes"].tolist(),
+                    saved["check_verified"].tolist(),
+                    saved["check_inliers"].tolist(),
+                    strict=True,
+                ):
+                    state.checks[(first, second)] = (bool(verified), int(inliers))
+                return state
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("cannot read the saved duplicate search %s (%s): a full run", target, error)
+            return None
+
+
+@dataclass
+class Changes:
+    """How the rows differ from those of the saved state.
+
+    Attributes:
+        new: Rows added (moved files excluded).
+        changed: Rows whose content hash differs (the file was edited and indexed again).
+        removed: Rows gone (moved files excluded).
+        moved: Old id to new id, for rows gone whose content came back under another path.
+    """
+
+    new: list[int] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    moved: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Rows added, changed, removed or moved."""
+        return len(self.new) + len(self.changed) + len(self.removed) + len(self.moved)
+
+
+def changes_since(hashes: dict[int, str], records: dict[int, ImageRecord]) -> Changes:
+    """Compare the saved content hashes with the current rows.
+
+    Example:
+        >>> now = {1: ImageRecord(1, "/a", content_hash="h1"), 3: ImageRecord(3, "/moved", content_hash="h2"),
+        ...        4: ImageRecord(4, "/new", content_hash="h4")}
+        >>> changes_since({1: "h1", 2: "h2", 5: "h5"}, now)
+        Changes(new=[4], changed=[], removed=[5], moved={2: 3})
+    """
+    changes = Changes()
+    gone_by_hash: dict[str, list[int]] = {}
+    for row in sorted(set(hashes) - set(records)):
+        gone_by_hash.setdefault(hashes[row], []).append(row)
+    for row in sorted(set(records) - set(hashes)):
+        content = records[row].content_hash
+        if content and gone_by_hash.get(content):
+            changes.moved[gone_by_hash[content].pop(0)] = row
+        else:
+            changes.new.append(row)
+    changes.removed = sorted(row for rows in gone_by_hash.values() for row in rows)
+    changes.changed = sorted(row for row in set(records) & set(hashes) if records[row].content_hash != hashes[row])
+    return changes
+
+
+def rows_within_threshold(
+    store: ImageCollection, ids: list[int], known: dict[int, np.ndarray], threshold: float, neighbours: int
+) -> set[int]:
+    """Every row whose Milvus score to one of `ids` is within `SCORE_MARGIN` of the threshold.
+
+    Each row is searched with `neighbours + 1` hits first, then with four times as many while its
+    last hit still reaches the threshold (up to `MAX_SEARCH_LIMIT`).
+    """
+    near: set[int] = set()
+    read_vectors(store, ids, known)
+    pending, limit = [row for row in ids if row in known], neighbours + 1
+    while pending:
+        hits = store.search(np.stack([known[row] for row in pending]), top_k=limit)
+        again = []
+        for row, row_hits in zip(pending, hits, strict=True):
+            if not row_hits:
+                continue
+            cosines = milvus_cosines(store, row_hits)
+            near.update(
+                int(hit["id"]) for hit, c in zip(row_hits, cosines, strict=True) if c >= threshold - SCORE_MARGIN
+            )
+            if len(row_hits) == limit and cosines[-1] >= threshold - SCORE_MARGIN and limit < MAX_SEARCH_LIMIT:
+                again.append(row)
+        pending, limit = again, min(limit * 4, MAX_SEARCH_LIMIT)
+    return near - set(ids)
+
+
+def _renamed(state: DuplicateState, changes: Changes, records: dict[int, ImageRecord]) -> Candidates:
+    """The saved lists and best cosines under the current ids, without rows removed or changed."""
+    rename, dropped = changes.moved, set(changes.removed) | set(changes.changed)
+    found = Candidates(records=records)
+    for source, others in state.found_by.items():
+        source = rename.get(source, source)
+        if source in records and source not in dropped:
+            found.found_by[source] = {rename.get(other, other): cosine for other, cosine in others.items()}
+    for source, cosine in state.nearest.items():
+        source = rename.get(source, source)
+        if source in records and source not in dropped:
+            found.nearest[source] = cosine
+    return found
+
+
+def _cosines_still_hold(
+    store: ImageCollection, found: Candidates, dropped: set[int], known: dict[int, np.ndarray]
+) -> bool:
+    """Whether a few saved cosines between unchanged rows are still those of the stored vectors (the
+    collection was not indexed again with another model)."""
+    sample = [
+        (source, {other: cosine for other, cosine in others.items() if other not in dropped})
+        for source, others in sorted(found.found_by.items())
+    ]
+    sample = [(source, others) for source, others in sample if others][:CHECKED_ROWS]
+    read_vectors(store, {row for source, others in sample for row in (source, *others)}, known)
+    for source, others in sample:
+        for other, cosine in others.items():
+            if source in known and other in known and abs(float(known[source] @ known[other]) - cosine) > 1e-4:
+                return False
+    return True
+
+
+def update_candidates(
+    store: ImageCollection,
+    records: dict[int, ImageRecord],
+    state: DuplicateState,
+    threshold: float,
+    neighbours: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[Candidates, Changes, int] | None:
+    """The candidates a full run would find, searching only the rows whose lists may have changed.
+
+    Args:
+        store: The collection.
+        records: Every current row (without vectors), by id.
+        state: What the last run saved (same collection, threshold, neighbours and metric).
+        threshold: Cosine a pair must reach.
+        neighbours: Nearest rows searched for each row.
+        on_progress: Called with the number of rows searched.
+
+    Returns:
+        The candidates, the changes, and how many rows were searched; None when the saved cosines
+        no longer match the stored vectors (the collection was indexed again with another model).
+    """
+    changes = changes_since(state.hashes, records)
+    found = _renamed(state, changes, records)
+    known: dict[int, np.ndarray] = {}
+    dropped = set(changes.removed) | set(changes.changed)
+    if not _cosines_still_hold(store, found, dropped, known):
+        logger.info("the stored vectors of %s changed since the last duplicate search: a full run", store.name)
+        return None
+    dirty = sorted(set(changes.new) | set(changes.changed))
+    affected = {source for source, others in found.found_by.items() if dropped & set(others)}
+    affected |= rows_within_threshold(store, dirty, known, threshold, neighbours)
+    searched = sorted((set(dirty) | affected) & set(records))
+    search_rows(store, searched, known, threshold, neighbours, found)
+    if on_progress is not None:
+        on_progress(len(searched))
+    found.exact = exact_groups(records.values())
+    return found, changes, len(searched)
