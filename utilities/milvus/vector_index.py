@@ -63,6 +63,7 @@ FLAT_UP_TO_ROWS = 20_000
 milliseconds (31 ms p50 at 30,000 2048-d rows, benchmarks/results/search-hard.md) and there is nothing to
 build. Milvus Lite always searches exactly (its IVF_FLAT answered as fast as FLAT, at the same recall)."""
 
+
 def recommended_index(is_lite: bool, rows: int, dimension: int) -> tuple[str, dict[str, int]]:
     """The index `create_index("AUTO")` builds, by backend and row count (`dimension` only sizes its memory).
 
