@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import folder_mb, group_rss_mb, write_table  # noqa: E402
 from benchmarks.search import TOP_K, recall  # noqa: E402
-from benchmarks.search_scale import ClusteredStream  # noqa: E402
+from benchmarks.search_scale import ClusteredStream, exact_top_k  # noqa: E402
 
 DEFAULT_INDEXES = (
     "FLAT;HNSW:M=8,efConstruction=64;HNSW:M=16,efConstruction=128;IVF_SQ8:nlist=1024;"
@@ -104,20 +104,6 @@ class PeakRss(threading.Thread):
         return self.peak
 
 
-def exact_ids(stream: ClusteredStream, queries: np.ndarray, project) -> np.ndarray:
-    best_scores = np.full((len(queries), TOP_K), -np.inf, dtype=np.float32)
-    best_ids = np.zeros((len(queries), TOP_K), dtype=np.int64)
-    for start, vectors in stream.chunks():
-        vectors = project(vectors)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        scores = queries @ vectors.T
-        ids = np.broadcast_to(np.arange(start, start + len(vectors)), scores.shape)
-        all_scores, all_ids = np.concatenate([best_scores, scores], 1), np.concatenate([best_ids, ids], 1)
-        keep = np.argpartition(-all_scores, TOP_K - 1, axis=1)[:, :TOP_K]
-        best_scores, best_ids = np.take_along_axis(all_scores, keep, 1), np.take_along_axis(all_ids, keep, 1)
-    return best_ids
-
-
 def timed_searches(store, queries: np.ndarray, params: dict, clients: int) -> tuple[np.ndarray, float, float]:
     """Ids found, p50 and p99 in ms of single-query searches, `clients` at a time."""
     search_params = {"metric_type": store.metric, "params": params}
@@ -150,8 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     queries = project(raw_queries)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     started = time.perf_counter()
-    truth = exact_ids(stream, queries, project)
-    full_truth = exact_ids(stream, raw_queries, np.array) if projection is not None else truth
+    truth = exact_top_k(stream, queries, projection.apply if projection is not None else None)[0]
+    full_truth = exact_top_k(stream, raw_queries)[0] if projection is not None else truth
     exact_s = time.perf_counter() - started
     dimension = args.dims or args.dimension
     base_rss = group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0

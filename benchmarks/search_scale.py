@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +83,20 @@ class ClusteredStream:
         return self._draw(np.random.default_rng([self.seed, 2]), count)
 
 
-def exact_top_k(stream: ClusteredStream, queries: np.ndarray) -> tuple[np.ndarray, float]:
-    """Exact top-k ids by inner product, merged chunk by chunk; also the seconds it took."""
+def exact_top_k(
+    stream: ClusteredStream, queries: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[np.ndarray, float]:
+    """Exact top-k ids by inner product, merged chunk by chunk; also the seconds it took.
+
+    `transform` (a projection) is applied to each chunk, whose rows are then scaled to length 1.
+    """
     started = time.perf_counter()
     best_scores = np.full((len(queries), TOP_K), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), TOP_K), dtype=np.int64)
     for start, vectors in stream.chunks():
+        if transform is not None:
+            vectors = transform(vectors)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         scores = queries @ vectors.T
         ids = np.broadcast_to(np.arange(start, start + len(vectors)), scores.shape)
         all_scores = np.concatenate([best_scores, scores], axis=1)

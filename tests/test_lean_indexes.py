@@ -49,7 +49,7 @@ def test_the_server_index_follows_the_collection_size(
         assert store.create_index()["index_type"] == expected
         summary = store.index_summary()
         assert summary["index_type"] == expected and summary["bytes_per_row"] < 4 * dimension + 200
-        assert summary["index_params"] == vector_index.recommended_index(False, 200, dimension)[1]
+        assert summary["index_params"] == vector_index.recommended_index(False, 200)[1]
     finally:
         store.drop()
         store.close()

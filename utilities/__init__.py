@@ -22,8 +22,8 @@ Subpackages by job (imports only run downward, from the front doors to the helpe
 At the top: the front doors `engine` (`ImageSearchEngine`), `cli`, `search`, `catalog` (the
 id-to-path DataFrame), `evaluation`, `demo`; `embeddings` (models), `projection` (reduced vectors,
 `dims`), `plotting`, `files` (copying results), `datasets`, `splits`; and the shared helpers
-`config`, `errors`, `ids`, `records`, `locks`, `hashing` and `quiet` (TensorFlow's start-up noise
-kept off the terminal).
+`config`, `errors`, `ids`, `records`, `locks`, `hashing`, `atomic` (files replaced in one step) and
+`quiet` (TensorFlow's start-up noise kept off the terminal).
 """
 
 from __future__ import annotations

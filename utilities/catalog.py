@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from utilities.atomic import replaced_atomically
 from utilities.config import MilvusTarget
 from utilities.locks import FileLock, lock_path_beside
 from utilities.milvus.collection import ImageCollection
@@ -72,17 +72,11 @@ def save_mapping(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
         The written path.
     """
     destination = Path(path)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # a name of its own per writer (concurrent shards), created with the usual permissions
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with replaced_atomically(destination) as temporary:  # one temporary file per writer (concurrent shards)
         if destination.suffix.lower() == ".parquet":
             frame.to_parquet(temporary, index=False)
         else:
             frame.to_csv(temporary, index=False)
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
     return destination
 
 

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--type",
         default="AUTO",
         type=str.upper,
-        help="AUTO (default: by backend, row count and dimension), FLAT, IVF_FLAT, HNSW, IVF_SQ8, IVF_PQ, SCANN",
+        help="AUTO (default: by backend and row count), FLAT, IVF_FLAT, HNSW, IVF_SQ8, IVF_PQ, SCANN",
     )
     create_index.add_argument("--param", action="append", default=[], metavar="KEY=N", help="a build parameter")
     create_index.add_argument("--json", action="store_true", help="print the new index as JSON")
@@ -313,13 +313,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         store = _store(args)
         projection = load_projection(store)
-        details.update(count=store.count(), dimension=store.dimension, metric=store.metric)
+        summary = store.index_summary()
+        details.update(count=summary.pop("rows"), dimension=store.dimension, metric=store.metric)
         if projection is not None:
             details["projection"] = (
                 f"PCA from {projection.source_dimension} to {projection.dims} dims, fitted on {projection.fitted_on} "
                 f"images ({100 * projection.explained:.1f}% of the variance)"
             )
-        details.update(store.index_summary())
+        details.update(summary)
     else:
         from utilities.milvus.projection_store import SUFFIX
 
@@ -339,7 +340,8 @@ def cmd_create_index(args: argparse.Namespace) -> int:
         raise SystemExit(f"--param takes KEY=N with a whole number N, got {args.param}") from None
     store.create_index(args.type, **params)
     complete = store.wait_for_index(progress=sys.stderr.isatty())
-    summary = {"collection": store.name, "rows": store.count(), "complete": complete, **store.index_summary()}
+    index = store.index_summary()
+    summary = {"collection": store.name, "rows": index.pop("rows"), "complete": complete, **index}
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -143,9 +143,8 @@ class ImageSearchEngine:
         return self._store
 
     def _open(self, create: bool = True, reset: bool = False, check_model: bool = True) -> ImageCollection:
-        if (
-            self._connected is None or self._connected.closed
-        ):  # one connection per engine (a Lite file allows one process)
+        # one connection per engine, reused (a Lite file allows one process)
+        if self._connected is None or self._connected.closed:
             self._connected = ImageCollection.connect(
                 self.target.uri, self.target.token, self.collection_name, retry_seconds=self.retry_seconds
             )
@@ -294,15 +293,14 @@ class ImageSearchEngine:
                 give each of several concurrent runs its own.
             ray: Decode and embed on Ray (see `index_folder`); None or False: in this process.
         """
-        fitted: list[tuple[int, str, int, int]] = []
-        if self.dims is not None and self.store is not None and self._projection is None:
-            fitted = self._fit_projection(paths)
+        store = self.store  # opened first: it reads the collection's projection, if it has one
+        fitted = self._fit_projection(paths) if self.dims is not None and self._projection is None else []
         if ray is not None and ray is not False:
             from utilities.indexing import on_ray
 
             report = on_ray.index_paths_on_ray(
                 paths,
-                self.store,
+                store,
                 self.embedder,
                 on_ray.ray_options(ray),
                 self.batch_size,
@@ -313,7 +311,7 @@ class ImageSearchEngine:
             return self._after_indexing(report, save_mapping, Path(failures_path or self.failures_path), fitted)
         report = pipeline.index_paths(
             paths,
-            self.store,
+            store,
             self.embedder,
             self.batch_size,
             progress=self.progress,
@@ -394,7 +392,7 @@ class ImageSearchEngine:
     def create_index(self, index_type: str = "AUTO", **params: int) -> dict[str, Any]:
         """Build a vector index on the existing collection; see `ImageCollection.create_index`.
 
-        `AUTO` (the default) chooses by backend, row count and dimension (`milvus.vector_index.recommended_index`).
+        `AUTO` (the default) chooses by backend and row count (`milvus.vector_index.recommended_index`).
         """
         return self.open_existing().create_index(index_type, **params)
 

@@ -112,7 +112,7 @@ def find_candidates(
         records = [ImageRecord.from_row(row) for row in page]
         found.records.update((record.id, replace(record, vector=None)) for record in records)  # vectors not kept
         if not exact_only:
-            vectors = {record.id: record.vector for record in records}
+            vectors = {record.id: unit_vectors(record.vector) for record in records}
             search_rows(store, [record.id for record in records], vectors, threshold, neighbours, found)
         if on_progress is not None:
             on_progress(len(records))
@@ -146,7 +146,8 @@ def search_rows(
     neighbours: int,
     found: Candidates,
 ) -> None:
-    """Search the stored vectors of `ids` (in `known`, or read) and set their `found_by` lists and `nearest`.
+    """Search the stored vectors of `ids` (unit vectors in `known`, or read) and set their `found_by` lists and
+    `nearest`.
 
     Hits come from Milvus; each pair whose Milvus score is within `SCORE_MARGIN` of the threshold is
     scored again as the exact cosine of the stored vectors, and kept at the threshold.
@@ -155,7 +156,6 @@ def search_rows(
     searched = [row for row in ids if row in known]
     for start in range(0, len(searched), QUERIES_PER_REQUEST):
         part = searched[start : start + QUERIES_PER_REQUEST]
-        known.update((row, unit_vectors(known[row])) for row in part)
         hits = store.search(np.stack([known[row] for row in part]), top_k=neighbours + 1)
         wanted: dict[int, list[int]] = {}
         for row, row_hits in zip(part, hits, strict=True):

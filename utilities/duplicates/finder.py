@@ -105,13 +105,13 @@ def _read_records(store: ImageCollection, progress: bool) -> dict[int, ImageReco
 
 
 def _previous_state(
-    store: ImageCollection, state_path: str | os.PathLike | None, threshold: float, neighbours: int
+    store: ImageCollection, identity: str, state_path: str | os.PathLike, threshold: float, neighbours: int
 ) -> DuplicateState | None:
-    """The saved state, if it was made on this collection with these settings."""
-    state = None if state_path is None else DuplicateState.load(state_path)
+    """The saved state, if it was made on this collection (`identity`) with these settings."""
+    state = DuplicateState.load(state_path)
     if state is None:
         return None
-    wanted = (store.name, store.identity(), threshold, neighbours, store.metric)
+    wanted = (store.name, identity, threshold, neighbours, store.metric)
     if (state.collection, state.identity, state.threshold, state.neighbours, state.metric) != wanted:
         logger.info("the saved duplicate search %s used other settings: a full run", state_path)
         return None
@@ -160,7 +160,9 @@ def find_duplicates(
     if checking:
         require_opencv()
     started = time.perf_counter()
-    previous = None if exact_only or full else _previous_state(store, state_path, threshold, neighbours)
+    keeping = state_path is not None and not exact_only
+    identity = store.identity() if keeping else ""
+    previous = None if not keeping or full else _previous_state(store, identity, state_path, threshold, neighbours)
     updated = None
     if previous is not None:
         records = _read_records(store, progress)
@@ -227,8 +229,8 @@ def find_duplicates(
     report.pairs = pairs
     ids_of = {record.path: record.id for record in records.values()}
     report.groups = _groups(candidates, pairs, ids_of)
-    if state_path is not None and not exact_only:
-        _save_state(store, state_path, threshold, neighbours, candidates, near, verdicts)
+    if keeping:
+        _save_state(store, identity, state_path, threshold, neighbours, candidates, near, verdicts)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -269,6 +271,7 @@ def _check_key(first: ImageRecord, second: ImageRecord) -> tuple[str, str] | Non
 
 def _save_state(
     store: ImageCollection,
+    identity: str,
     state_path: str | os.PathLike,
     threshold: float,
     neighbours: int,
@@ -280,7 +283,7 @@ def _save_state(
     records = candidates.records
     state = DuplicateState(
         collection=store.name,
-        identity=store.identity(),
+        identity=identity,
         threshold=threshold,
         neighbours=neighbours,
         metric=store.metric,

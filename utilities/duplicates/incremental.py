@@ -30,13 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from utilities.atomic import replaced_atomically
 from utilities.duplicates.candidates import (
     SCORE_MARGIN,
     Candidates,
@@ -91,7 +91,6 @@ class DuplicateState:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the state as one `.npz` file, atomically (a reader sees the old file or the new one)."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         edges = [
             (source, other, cosine) for source, others in self.found_by.items() for other, cosine in others.items()
         ]
@@ -118,12 +117,8 @@ class DuplicateState:
             "check_verified": np.array([value[0] for _, value in checks], dtype=bool),
             "check_inliers": np.array([value[1] for _, value in checks], dtype=np.int32),
         }
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-        try:
+        with replaced_atomically(target, suffix=".npz") as temporary:
             np.savez(temporary, **arrays)
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
         return target
 
     @classmethod

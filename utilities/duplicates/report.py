@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from utilities.atomic import replaced_atomically
 from utilities.records import ImageRecord
 
 
@@ -140,17 +141,11 @@ class DuplicateReport:
         """Write the report as JSON (`as_dict` and the time it was made), atomically."""
         import datetime as dt
         import json
-        import uuid
 
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         made = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+        with replaced_atomically(target) as temporary:
             temporary.write_text(json.dumps({"created": made, **self.as_dict()}, indent=1), encoding="utf-8")
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
         return target
 
     def write_csv(self, path: str | os.PathLike) -> Path:

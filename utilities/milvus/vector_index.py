@@ -64,8 +64,8 @@ milliseconds (31 ms p50 at 30,000 2048-d rows, benchmarks/results/search-hard.md
 build. Milvus Lite always searches exactly (its IVF_FLAT answered as fast as FLAT, at the same recall)."""
 
 
-def recommended_index(is_lite: bool, rows: int, dimension: int) -> tuple[str, dict[str, int]]:
-    """The index `create_index("AUTO")` builds, by backend and row count (`dimension` only sizes its memory).
+def recommended_index(is_lite: bool, rows: int) -> tuple[str, dict[str, int]]:
+    """The index `create_index("AUTO")` builds, by backend and row count.
 
     Above `FLAT_UP_TO_ROWS` rows on a server: HNSW (M 16, efConstruction 128), the one index that
     kept recall@10 >= 0.95 on hard data (200,000 2048-d vectors in overlapping clusters: 0.995 at ef 128,
@@ -74,11 +74,11 @@ def recommended_index(is_lite: bool, rows: int, dimension: int) -> tuple[str, di
     before the graph), or choose IVF_SQ8 (a byte a dimension) knowing its recall.
 
     Example:
-        >>> recommended_index(True, 1_000_000, 2048)
+        >>> recommended_index(True, 1_000_000)
         ('FLAT', {})
-        >>> recommended_index(False, 5_000, 2048)
+        >>> recommended_index(False, 5_000)
         ('FLAT', {})
-        >>> recommended_index(False, 1_281_167, 256)
+        >>> recommended_index(False, 1_281_167)
         ('HNSW', {'M': 16, 'efConstruction': 128})
     """
     if is_lite or rows <= FLAT_UP_TO_ROWS:
@@ -214,14 +214,15 @@ class CollectionIndex(CollectionBase):
         return LITE_INDEX_TYPES if self.target.is_lite else SERVER_INDEX_TYPES
 
     def index_summary(self) -> dict[str, Any]:
-        """The index, its parameters, the memory a row's vector takes in it, and the index `AUTO` would
-        choose for the collection's size now (for `info`)."""
+        """The row count, the index, its parameters, the memory a row's vector takes in it, and the index
+        `AUTO` would choose for the collection's size now (for `info` and `create-index`)."""
         info = self.index_info() or {}
         params = {k: int(v) if str(v).isdigit() else v for k, v in info.items() if k in BUILD_PARAMETERS}
         rows = self.count()
-        recommended, recommended_params = recommended_index(self.target.is_lite, rows, self.dimension)
+        recommended, recommended_params = recommended_index(self.target.is_lite, rows)
         per_row = bytes_per_row(self.index_type, self.dimension, params)
         return {
+            "rows": rows,
             "index_type": self.index_type,
             "index_params": params,
             "bytes_per_row": per_row,
@@ -243,8 +244,8 @@ class CollectionIndex(CollectionBase):
         """Replace the vector index and load the collection again.
 
         Args:
-            index_type: `AUTO` (the default: `recommended_index` for this backend, row count and
-                dimension), `FLAT` (exact), `IVF_FLAT` (`nlist`), and on a server `HNSW` (`M`,
+            index_type: `AUTO` (the default: `recommended_index` for this backend and row count),
+                `FLAT` (exact), `IVF_FLAT` (`nlist`), and on a server `HNSW` (`M`,
                 `efConstruction`), `IVF_SQ8` (`nlist`), `IVF_PQ` (`nlist`, `m`, `nbits`), `SCANN`
                 (`nlist`), or `AUTOINDEX` (Milvus' choice). DISKANN is not offered: the Milvus
                 2.3.5 server this package is tested on fails to build it.
@@ -262,7 +263,7 @@ class CollectionIndex(CollectionBase):
         """
         kind = index_type.upper()
         if kind == "AUTO":
-            kind, chosen = recommended_index(self.target.is_lite, self.count(), self.dimension)
+            kind, chosen = recommended_index(self.target.is_lite, self.count())
             params = {**chosen, **params}
         if kind not in self.supported_index_types():
             backend = "Milvus Lite" if self.target.is_lite else "this Milvus server"
