@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import folder_mb, group_rss_mb, write_table  # noqa: E402
+from benchmarks.feature_model import FittedStream  # noqa: E402
 from benchmarks.search import TOP_K, recall  # noqa: E402
 from benchmarks.search_scale import ClusteredStream, exact_top_k  # noqa: E402
 
@@ -43,7 +44,8 @@ DEFAULT_INDEXES = (
     "FLAT;HNSW:M=8,efConstruction=64;HNSW:M=16,efConstruction=128;IVF_SQ8:nlist=1024;"
     "IVF_PQ:nlist=1024,m=64,nbits=8;SCANN:nlist=1024;DISKANN"
 )
-SEARCHES = {"HNSW": [{"ef": 64}, {"ef": 128}], "IVF_SQ8": [{"nprobe": 32}, {"nprobe": 128}]}
+SEARCHES = {"HNSW": [{"ef": 64}, {"ef": 128}, {"ef": 256}]}
+SEARCHES["IVF_SQ8"] = [{"nprobe": 32}, {"nprobe": 128}, {"nprobe": 32, "refine": 4}, {"nprobe": 128, "refine": 4}]
 SEARCHES |= {
     "IVF_PQ": SEARCHES["IVF_SQ8"],
     "SCANN": [{"nprobe": 32, "reorder_k": 100}, {"nprobe": 128, "reorder_k": 200}],
@@ -59,12 +61,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dimension", type=int, default=2048)
     parser.add_argument("--dims", type=int, default=0, help="project to this many dims first (0: full vectors)")
     parser.add_argument("--spread", type=float, default=3.0, help="noise around the 1,000 centres (3.0: hard)")
+    parser.add_argument("--features", type=Path, help="draw from a model fitted to these real features instead")
+    parser.add_argument("--noise", type=float, default=0.5, help="with --features: the within-class spread's scale")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--indexes", help="TYPE:k=v,k=v;TYPE;... built in turn (default: all of them)")
     parser.add_argument("--server-uri", default=os.environ.get("MILVUS_URI", ""))
     parser.add_argument("--lite", action="store_true", help="a Milvus Lite file instead of a server (FLAT only)")
     parser.add_argument("--server-pgid", type=int, default=0, help="process group of the server, for its RSS")
     parser.add_argument("--data-dir", type=Path, help="the server's data folder, for its size")
+    parser.add_argument("--build-timeout", type=float, default=3 * 3600, help="seconds to wait for each build")
     parser.add_argument("--name", default="lean-indexes")
     args = parser.parse_args(argv)
     if args.quick:
@@ -105,12 +110,16 @@ class PeakRss(threading.Thread):
 
 
 def timed_searches(store, queries: np.ndarray, params: dict, clients: int) -> tuple[np.ndarray, float, float]:
-    """Ids found, p50 and p99 in ms of single-query searches, `clients` at a time."""
-    search_params = {"metric_type": store.metric, "params": params}
+    """Ids found, p50 and p99 in ms of single-query searches, `clients` at a time.
+
+    `params["refine"]` (default 1: the index's own ranking) goes to `search(refine=...)`.
+    """
+    index_params = {k: v for k, v in params.items() if k != "refine"}
+    search_params = {"metric_type": store.metric, "params": index_params}
 
     def one(vector: np.ndarray) -> tuple[list[int], float]:
         started = time.perf_counter()
-        hits = store.search(vector[None], top_k=TOP_K, search_params=search_params)[0]
+        hits = store.search(vector[None], top_k=TOP_K, search_params=search_params, refine=params.get("refine", 1))[0]
         return [int(hit["id"]) for hit in hits], (time.perf_counter() - started) * 1000
 
     one(queries[0])
@@ -126,7 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     from utilities.milvus.collection import ImageCollection
     from utilities.projection import Projection
 
-    stream = ClusteredStream(args.rows, args.chunk, args.dimension, args.spread)
+    if args.features:
+        stream = FittedStream(args.features, args.rows, args.chunk, args.dimension, args.noise)
+        drawn = (
+            f"drawn from a model fitted to {len(stream.seeds):,} real features (`feature_model.py`, noise {args.noise})"
+        )
+    else:
+        stream = ClusteredStream(args.rows, args.chunk, args.dimension, args.spread)
+        drawn = f"1,000 clusters with spread {args.spread} (overlapping)"
     projection = Projection.fit(next(stream.chunks())[1], args.dims) if args.dims else None
 
     def project(vectors: np.ndarray) -> np.ndarray:
@@ -157,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         try:
             store.create_index(kind, **build)
-            complete = store.wait_for_index(timeout=3 * 3600)
+            complete = store.wait_for_index(timeout=args.build_timeout)
         except Exception as error:  # an index this build lacks, or refuses: say so and go on
             notes.append(f"{kind} {build}: not built: {str(error).splitlines()[0][:300]}")
             continue
@@ -195,11 +211,12 @@ def main(argv: list[str] | None = None) -> None:
         [
             f"{args.rows:,} vectors, {args.dimension}-d"
             + (f", projected to {args.dims} dims (centred PCA fitted on {args.chunk:,})" if args.dims else "")
-            + f", 1,000 clusters with spread {args.spread} (overlapping), COSINE; {args.queries} queries, top-{TOP_K}",
+            + f", {drawn}, COSINE; {args.queries} queries, top-{TOP_K}",
             f"ingest: {ingest_s:.0f} s ({args.rows / ingest_s:,.0f} rows/s), server RSS peak {ingest_peak:,.0f} MB; "
             f"the empty server held {base_rss:,.0f} MB; exact ground truth {exact_s:.0f} s",
             "bytes per row: (loaded RSS - empty server RSS) / rows. Each index built on the same sealed rows, "
-            "the previous one dropped (`ImageCollection.create_index`)",
+            "the previous one dropped (`ImageCollection.create_index`)"
+            "; the RSS includes whatever the server's heap kept from ingest and earlier builds",
             *notes,
         ],
         packages=["pymilvus", "milvus", "numpy"],

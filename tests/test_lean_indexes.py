@@ -39,7 +39,7 @@ def test_lite_always_keeps_the_exact_index(tmp_path: Path) -> None:
 def test_the_server_index_follows_the_collection_size(
     server_uri: str, collection_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dimension, expected = 256, "HNSW"
+    dimension, expected = 256, "SCANN"  # reduced vectors; longer ones get HNSW (recommended_index's examples)
     store = ImageCollection.open(server_uri, name=collection_name, dimension=dimension)
     try:
         _synthetic_rows(store, 200)
@@ -49,14 +49,14 @@ def test_the_server_index_follows_the_collection_size(
         assert store.create_index()["index_type"] == expected
         summary = store.index_summary()
         assert summary["index_type"] == expected and summary["bytes_per_row"] < 4 * dimension + 200
-        assert summary["index_params"] == vector_index.recommended_index(False, 200)[1]
+        assert summary["index_params"] == vector_index.recommended_index(False, 200, dimension)[1]
     finally:
         store.drop()
         store.close()
 
 
-@pytest.mark.parametrize("kind", ["IVF_SQ8", "IVF_PQ"])
-def test_stored_vectors_are_served_under_quantised_indexes(
+@pytest.mark.parametrize("kind", ["IVF_SQ8", "IVF_PQ", "SCANN"])
+def test_stored_vectors_are_served_under_lean_indexes(
     server_uri: str, collection_name: str, embedder, tmp_path: Path, kind: str
 ) -> None:
     folder = tmp_path / "photos"
@@ -80,8 +80,8 @@ def test_stored_vectors_are_served_under_quantised_indexes(
 
         row = path_id(stored_path(photos[1]))  # a search by row id, as the web page does it
         vector = store.records([row], with_vectors=True)[0].vector
-        hits = store.search(vector, top_k=10)[0]  # PQ's scores are approximate: the photos, in some order
-        assert row in {int(hit["id"]) for hit in hits}
+        hits = store.search(vector, top_k=10)[0]  # re-ranked on the stored vectors (SQ8, PQ) or by SCANN itself
+        assert int(hits[0]["id"]) == row and hits[0]["distance"] > 0.999
         assert {int(hit["id"]) for hit in hits} == {path_id(stored_path(p)) for p in [moved, *photos[1:]]}
 
         report = find_duplicates(store, threshold=0.99, neighbours=3, verify=False)  # reads every stored vector
@@ -108,6 +108,37 @@ def test_a_small_run_under_an_approximate_index_is_sealed_and_indexed(
         info = store.index_info()
         # sealed by the run (growing rows are not in the index's count) and covered by the index
         assert int(info["total_rows"]) == store.count() == 1_506 and int(info["indexed_rows"]) == 1_506
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_quantised_searches_are_re_ranked_on_the_stored_vectors(server_uri: str, collection_name: str) -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((300, 256)).astype(np.float32)
+    vectors = np.repeat(centres, 10, axis=0) + 0.2 * rng.standard_normal((3_000, 256)).astype(np.float32)
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=256)
+    try:
+        ids = list(range(1, 3_001))
+        store.insert([f"/synthetic/{i}.jpg" for i in ids], vectors, ids=ids)
+        store.create_index("IVF_SQ8", nlist=16)
+        assert store.wait_for_index(timeout=300)
+        queries = vectors[::150] + 0.05 * rng.standard_normal((20, 256)).astype(np.float32)
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        exact = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ unit.T
+        expected = np.argsort(-exact, axis=1)[:, :10] + 1
+
+        refined = store.search(queries, top_k=10)  # IVF_SQ8 re-ranks by default (DEFAULT_REFINE)
+        assert [[int(hit["id"]) for hit in hits] for hits in refined] == expected.tolist()
+        for row, hits in enumerate(refined):
+            scores = [hit["distance"] for hit in hits]
+            np.testing.assert_allclose(scores, exact[row, np.array([int(hit["id"]) for hit in hits]) - 1], atol=1e-5)
+            assert hits[0]["entity"]["path"] == f"/synthetic/{int(hits[0]['id'])}.jpg"
+
+        codes_only = store.search(queries, top_k=10, refine=1)  # the index's own scores: from 8-bit codes
+        code_scores = np.array([[hit["distance"] for hit in hits] for hits in codes_only])
+        code_ids = np.array([[int(hit["id"]) for hit in hits] for hits in codes_only]) - 1
+        assert np.abs(code_scores - np.take_along_axis(exact, code_ids, axis=1)).max() > 1e-5
     finally:
         store.drop()
         store.close()

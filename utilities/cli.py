@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--type",
         default="AUTO",
         type=str.upper,
-        help="AUTO (default: by backend and row count), FLAT, IVF_FLAT, HNSW, IVF_SQ8, IVF_PQ, SCANN",
+        help="AUTO (default: by backend, row count and dimension), FLAT, IVF_FLAT, HNSW, IVF_SQ8, IVF_PQ, SCANN",
     )
     create_index.add_argument("--param", action="append", default=[], metavar="KEY=N", help="a build parameter")
     create_index.add_argument("--json", action="store_true", help="print the new index as JSON")

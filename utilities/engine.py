@@ -392,7 +392,7 @@ class ImageSearchEngine:
     def create_index(self, index_type: str = "AUTO", **params: int) -> dict[str, Any]:
         """Build a vector index on the existing collection; see `ImageCollection.create_index`.
 
-        `AUTO` (the default) chooses by backend and row count (`milvus.vector_index.recommended_index`).
+        `AUTO` (the default) chooses by backend, row count and dimension (`milvus.vector_index.recommended_index`).
         """
         return self.open_existing().create_index(index_type, **params)
 

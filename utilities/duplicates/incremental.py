@@ -46,14 +46,12 @@ from utilities.duplicates.candidates import (
     search_rows,
 )
 from utilities.milvus.collection import ImageCollection
+from utilities.milvus.vector_index import MAX_SEARCH_LIMIT
 from utilities.records import ImageRecord
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-MAX_SEARCH_LIMIT = 16_384
-"""Most hits Milvus returns for one query: the ceiling of the growing search for rows at the threshold."""
 
 CHECKED_ROWS = 8
 """Rows whose recorded cosines are compared with their stored vectors before the state is trusted."""
@@ -223,7 +221,7 @@ def rows_within_threshold(
     read_vectors(store, ids, known)
     pending, limit = [row for row in ids if row in known], neighbours + 1
     while pending:
-        hits = store.search(np.stack([known[row] for row in pending]), top_k=limit)
+        hits = store.search(np.stack([known[row] for row in pending]), top_k=limit, refine=1)
         again = []
         for row, row_hits in zip(pending, hits, strict=True):
             if not row_hits:

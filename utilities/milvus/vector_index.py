@@ -14,7 +14,7 @@ import numpy as np
 
 from utilities.errors import ImageSearchError
 from utilities.milvus.base import DEFAULT_METRIC, CollectionBase
-from utilities.records import PATH_FIELD, VECTOR_FIELD
+from utilities.records import ID_FIELD, PATH_FIELD, VECTOR_FIELD
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ DEFAULT_SEARCH_PARAMS: dict[str, dict[str, int]] = {
     "IVF_FLAT": {"nprobe": 32},
     "IVF_SQ8": {"nprobe": 32},
     "IVF_PQ": {"nprobe": 32},
-    "SCANN": {"nprobe": 32, "reorder_k": 100},
+    "SCANN": {"nprobe": 128, "reorder_k": 200},
     "DISKANN": {"search_list": 100},
     "HNSW": {"ef": 128},
 }
@@ -54,9 +54,18 @@ ef=128 reached recall@10 0.992 (p50 11 ms on the server) on 30,000 2048-d vector
 overlapping clusters, where ef=64 gave 0.966; on 100,000 vectors in tight clusters ef=64
 already gave 1.000. IVF's recall depends on the data: nprobe=32 of nlist=1024 found
 everything in tight clusters but only 0.53 of the true top 10 (nprobe=32 of 692) in
-overlapping ones; check yours with `evaluation.evaluate(index_type="IVF_FLAT")`.
+overlapping ones; check yours with `evaluation.evaluate(index_type="IVF_FLAT")`. SCANN (nlist
+1024) with nprobe 128 and reorder_k 200 found 1.000 of the exact top 10 at 1,281,167 256-d vectors
+(p50 2.4 ms) and 0.972 on hard random clusters, against 0.994 and 0.944 with nprobe 32 and reorder_k 100
+(benchmarks/results/lean-indexes-*dims256*.md).
 """
 
+DEFAULT_REFINE: dict[str, int] = {"IVF_SQ8": 4, "IVF_PQ": 4}
+"""Indexes whose searches are re-ranked on the stored float vectors by default, and by how many times
+`top_k` candidates (`CollectionIndex.rescored`): they rank by compressed codes."""
+
+MAX_SEARCH_LIMIT = 16_384
+"""The most rows one Milvus search returns per query."""
 
 FLAT_UP_TO_ROWS = 20_000
 """Up to this many rows a server collection keeps the exact FLAT index: its searches stay within tens of
@@ -64,25 +73,37 @@ milliseconds (31 ms p50 at 30,000 2048-d rows, benchmarks/results/search-hard.md
 build. Milvus Lite always searches exactly (its IVF_FLAT answered as fast as FLAT, at the same recall)."""
 
 
-def recommended_index(is_lite: bool, rows: int) -> tuple[str, dict[str, int]]:
-    """The index `create_index("AUTO")` builds, by backend and row count.
+REDUCED_DIMENSIONS_UP_TO = 512
+"""Vectors up to this long (`dims=256`, or a small model's) get SCANN above `FLAT_UP_TO_ROWS` rows; longer
+ones get HNSW (`recommended_index`)."""
 
-    Above `FLAT_UP_TO_ROWS` rows on a server: HNSW (M 16, efConstruction 128), the one index that
-    kept recall@10 >= 0.95 on hard data (200,000 2048-d vectors in overlapping clusters: 0.995 at ef 128,
-    p50 8.7 ms; IVF_SQ8 reached 0.81-0.86 at nprobe 32-128; benchmarks/results/lean-indexes-200k.md).
-    HNSW holds the float vectors: for less memory store reduced vectors (`dims=256`: about 1 KB a row
-    before the graph), or choose IVF_SQ8 (a byte a dimension) knowing its recall.
+
+def recommended_index(is_lite: bool, rows: int, dimension: int) -> tuple[str, dict[str, int]]:
+    """The index `create_index("AUTO")` builds, by backend, row count and vector length.
+
+    - Milvus Lite, or up to `FLAT_UP_TO_ROWS` rows: FLAT (exact, nothing to build).
+    - Vectors of up to `REDUCED_DIMENSIONS_UP_TO` dims: SCANN, nlist 1024. At 1,281,167 256-d vectors
+      drawn from a model of real features it took 1,425 bytes a row in the loaded server (HNSW: 1,846-1,991),
+      built in 82 s and found 0.994-1.000 of the exact top 10 at p50 1.9-2.4 ms; on hard random clusters
+      (200,000 rows) 0.944-0.972 (benchmarks/results/lean-indexes-1.28m-dims256*.md, lean-indexes-200k*.md).
+    - Longer vectors: HNSW (M 16, efConstruction 128), the one index that kept recall@10 >= 0.95 on hard
+      2048-d data (200,000 vectors: 0.995 at ef 128, p50 8.7 ms, where the IVF family found 0.81-0.86).
+      It holds the float vectors: for less memory store reduced vectors (`dims=256`).
 
     Example:
-        >>> recommended_index(True, 1_000_000)
+        >>> recommended_index(True, 1_000_000, 2048)
         ('FLAT', {})
-        >>> recommended_index(False, 5_000)
+        >>> recommended_index(False, 5_000, 2048)
         ('FLAT', {})
-        >>> recommended_index(False, 1_281_167)
+        >>> recommended_index(False, 1_281_167, 2048)
         ('HNSW', {'M': 16, 'efConstruction': 128})
+        >>> recommended_index(False, 1_281_167, 256)
+        ('SCANN', {'nlist': 1024})
     """
     if is_lite or rows <= FLAT_UP_TO_ROWS:
         return "FLAT", {}
+    if dimension <= REDUCED_DIMENSIONS_UP_TO:
+        return "SCANN", {"nlist": 1024}
     return "HNSW", {"M": 16, "efConstruction": 128}
 
 
@@ -140,6 +161,25 @@ def pq_subquantizers(dimension: int, per_subquantizer: int = 8) -> int:
     """
     wanted = max(1, dimension // per_subquantizer)
     return max(m for m in range(1, wanted + 1) if dimension % m == 0)
+
+
+def exact_scores(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Milvus' score of each row of `vectors` for one query: cosine, inner product or squared L2.
+
+    Example:
+        >>> exact_scores(np.array([1.0, 0.0]), np.array([[2.0, 0.0], [0.0, 1.0]]), "COSINE").tolist()
+        [1.0, 0.0]
+        >>> exact_scores(np.array([1.0, 0.0]), np.array([[2.0, 0.0], [0.0, 1.0]]), "L2").tolist()
+        [1.0, 2.0]
+    """
+    query = np.asarray(query, dtype=np.float64)
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if metric == "L2":
+        return ((vectors - query) ** 2).sum(axis=1)
+    scores = vectors @ query
+    if metric == "COSINE":
+        scores /= np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
+    return scores
 
 
 def distance_from_score(scores: np.ndarray, metric: str) -> np.ndarray:
@@ -219,7 +259,7 @@ class CollectionIndex(CollectionBase):
         info = self.index_info() or {}
         params = {k: int(v) if str(v).isdigit() else v for k, v in info.items() if k in BUILD_PARAMETERS}
         rows = self.count()
-        recommended, recommended_params = recommended_index(self.target.is_lite, rows)
+        recommended, recommended_params = recommended_index(self.target.is_lite, rows, self.dimension)
         per_row = bytes_per_row(self.index_type, self.dimension, params)
         return {
             "rows": rows,
@@ -244,7 +284,7 @@ class CollectionIndex(CollectionBase):
         """Replace the vector index and load the collection again.
 
         Args:
-            index_type: `AUTO` (the default: `recommended_index` for this backend and row count),
+            index_type: `AUTO` (the default: `recommended_index` for this backend, row count and dimension),
                 `FLAT` (exact), `IVF_FLAT` (`nlist`), and on a server `HNSW` (`M`,
                 `efConstruction`), `IVF_SQ8` (`nlist`), `IVF_PQ` (`nlist`, `m`, `nbits`), `SCANN`
                 (`nlist`), or `AUTOINDEX` (Milvus' choice). DISKANN is not offered: the Milvus
@@ -263,7 +303,7 @@ class CollectionIndex(CollectionBase):
         """
         kind = index_type.upper()
         if kind == "AUTO":
-            kind, chosen = recommended_index(self.target.is_lite, self.count())
+            kind, chosen = recommended_index(self.target.is_lite, self.count(), self.dimension)
             params = {**chosen, **params}
         if kind not in self.supported_index_types():
             backend = "Milvus Lite" if self.target.is_lite else "this Milvus server"
@@ -307,7 +347,11 @@ class CollectionIndex(CollectionBase):
         return {"metric_type": self.metric, "params": params}
 
     def search(
-        self, vectors: np.ndarray, top_k: int = 10, search_params: dict[str, Any] | None = None
+        self,
+        vectors: np.ndarray,
+        top_k: int = 10,
+        search_params: dict[str, Any] | None = None,
+        refine: int | None = None,
     ) -> list[list[dict]]:
         """Nearest rows for each query vector, as pymilvus returns them.
 
@@ -315,6 +359,9 @@ class CollectionIndex(CollectionBase):
             vectors: `(n, dimension)` float32 queries.
             top_k: Neighbours per query.
             search_params: Overrides `search_params(top_k)`.
+            refine: Ask the index for `refine x top_k` rows, then keep the `top_k` nearest by their
+                stored float vectors (`rescored`). Default: `DEFAULT_REFINE` for the current index
+                (indexes that compare compressed codes), else 1 (none).
 
         Returns:
             For each query, a list of `{"id", "distance", "entity": {"path"}}` hits.
@@ -325,12 +372,14 @@ class CollectionIndex(CollectionBase):
                 f"query vectors have dimension {vectors.shape[1]}, collection {self.name!r} holds {self.dimension}"
             )
         params = search_params or self.search_params(top_k)
-        return self._retrying(
+        factor = DEFAULT_REFINE.get(self.index_type, 1) if refine is None else max(1, int(refine))
+        limit = min(int(top_k) * factor, MAX_SEARCH_LIMIT)
+        hits = self._retrying(
             "search",
             lambda client: client.search(
                 self.name,
                 data=list(vectors),
-                limit=int(top_k),
+                limit=limit,
                 output_fields=[PATH_FIELD],
                 search_params=params,
                 anns_field=VECTOR_FIELD,
@@ -338,3 +387,32 @@ class CollectionIndex(CollectionBase):
                 timeout=self._timeout,
             ),
         )
+        return self.rescored(vectors, hits, top_k) if limit > top_k else hits
+
+    def rescored(self, vectors: np.ndarray, hits: list[list[dict]], top_k: int) -> list[list[dict]]:
+        """Each query's hits re-ranked by its stored float vectors, the `top_k` nearest kept.
+
+        Indexes such as IVF_SQ8 rank by compressed codes (a byte a dimension), which caps their
+        recall; the rows' float vectors are still stored (and read from the server's storage, not
+        held in its memory), so the few candidates are scored again exactly, with the collection's
+        metric, and their `distance` is that exact score.
+        """
+        ids = sorted({int(hit["id"]) for row in hits for hit in row})
+        rows = self.get(ids, (ID_FIELD, VECTOR_FIELD), SEARCH_CONSISTENCY)  # type: ignore[attr-defined]
+        stored = {int(row[ID_FIELD]): row[VECTOR_FIELD] for row in rows}
+        answers = []
+        for query, row in zip(vectors, hits, strict=True):
+            kept = [hit for hit in row if int(hit["id"]) in stored]
+            if not kept:
+                answers.append([])
+                continue
+            candidates = np.asarray([stored[int(hit["id"])] for hit in kept], dtype=np.float32)
+            scores = exact_scores(query, candidates, self.metric)
+            order = np.argsort(scores if self.metric == "L2" else -scores, kind="stable")[:top_k]
+            answers.append(
+                [
+                    {"id": kept[i]["id"], "distance": float(scores[i]), "entity": kept[i].get("entity", {})}
+                    for i in order
+                ]
+            )
+        return answers
