@@ -114,34 +114,46 @@ def find_candidates(
     """
     found = Candidates()
     fields = (ID_FIELD, PATH_FIELD, SIZE_FIELD, MTIME_FIELD, HASH_FIELD) + (() if exact_only else (VECTOR_FIELD,))
-    page_rows = PAGE_ROWS_WITH_VECTORS if not exact_only else 10_000
     if not exact_only and store.target.is_lite and store.count() * store.dimension * 4 <= SCAN_MAX_BYTES:
-        blocks = []
-        for page in store.iter_rows(fields, batch_size=LITE_PAGE_ROWS_WITH_VECTORS):
+        _scan_every_row(store, fields, threshold, neighbours, found, on_progress)
+    else:
+        page_rows = PAGE_ROWS_WITH_VECTORS if not exact_only else 10_000
+        for page in store.iter_rows(fields, batch_size=page_rows):
             records = [ImageRecord.from_row(row) for row in page]
-            blocks.append(unit_vectors(np.stack([record.vector for record in records])))
             found.records.update((record.id, replace(record, vector=None)) for record in records)  # vectors not kept
-        ids = np.fromiter(found.records, dtype=np.int64, count=len(found.records))
-        matrix = np.concatenate(blocks) if blocks else None
-        del blocks
-        known = dict(zip(ids.tolist(), matrix if matrix is not None else [], strict=True))
-        for start in range(0, len(ids), QUERIES_PER_REQUEST):
-            part = ids[start : start + QUERIES_PER_REQUEST].tolist()
-            search_rows(store, part, known, threshold, neighbours, found, (ids, matrix))
+            if not exact_only:
+                vectors = {record.id: unit_vectors(record.vector) for record in records}
+                search_rows(store, [record.id for record in records], vectors, threshold, neighbours, found)
             if on_progress is not None:
-                on_progress(len(part))
-        found.exact = exact_groups(found.records.values())
-        return found
-    for page in store.iter_rows(fields, batch_size=page_rows):
-        records = [ImageRecord.from_row(row) for row in page]
-        found.records.update((record.id, replace(record, vector=None)) for record in records)  # vectors not kept
-        if not exact_only:
-            vectors = {record.id: unit_vectors(record.vector) for record in records}
-            search_rows(store, [record.id for record in records], vectors, threshold, neighbours, found)
-        if on_progress is not None:
-            on_progress(len(records))
+                on_progress(len(records))
     found.exact = exact_groups(found.records.values())
     return found
+
+
+def _scan_every_row(
+    store: ImageCollection,
+    fields: tuple[str, ...],
+    threshold: float,
+    neighbours: int,
+    found: Candidates,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Read every row with its vector (Milvus Lite: pages of `LITE_PAGE_ROWS_WITH_VECTORS`), then find each
+    row's candidates by `scan_hits` over all of them, a block of `QUERIES_PER_REQUEST` rows at a time."""
+    blocks = []
+    for page in store.iter_rows(fields, batch_size=LITE_PAGE_ROWS_WITH_VECTORS):
+        records = [ImageRecord.from_row(row) for row in page]
+        blocks.append(unit_vectors(np.stack([record.vector for record in records])))
+        found.records.update((record.id, replace(record, vector=None)) for record in records)  # vectors not kept
+    ids = np.fromiter(found.records, dtype=np.int64, count=len(found.records))
+    matrix = np.concatenate(blocks) if blocks else None
+    del blocks
+    known = dict(zip(ids.tolist(), matrix if matrix is not None else [], strict=True))
+    for start in range(0, len(ids), QUERIES_PER_REQUEST):
+        part = ids[start : start + QUERIES_PER_REQUEST].tolist()
+        search_rows(store, part, known, threshold, neighbours, found, (ids, matrix))
+        if on_progress is not None:
+            on_progress(len(part))
 
 
 PAGE_ROWS_WITH_VECTORS = QUERIES_PER_REQUEST
