@@ -41,6 +41,7 @@ from utilities.embeddings import Embedder
 from utilities.ids import path_id
 from utilities.indexing.pipeline import embed_paths
 from utilities.milvus.collection import ImageCollection
+from utilities.milvus.vector_index import exact_scores
 from utilities.splits import class_folders, split_per_class
 
 
@@ -118,14 +119,8 @@ def split_labelled(
 
 
 def _exact_top_k(database: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    if metric == "L2":
-        scores = -(np.sum(queries**2, axis=1)[:, None] - 2 * queries @ database.T + np.sum(database**2, axis=1))
-    else:
-        scores = queries @ database.T
-        if metric == "COSINE":
-            norms = np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(database, axis=1)[None, :]
-            scores = scores / np.maximum(norms, 1e-12)
-    return np.argsort(-scores, axis=1)[:, :k]
+    scores = exact_scores(queries, database, metric)
+    return np.argsort(scores if metric == "L2" else -scores, axis=1)[:, :k]
 
 
 def evaluate(

@@ -172,7 +172,7 @@ def milvus_cosines(store: ImageCollection, hits: list[dict]) -> np.ndarray:
 
 def read_vectors(store: ImageCollection, ids: Iterable[int], known: dict[int, np.ndarray]) -> None:
     """Add to `known` the unit stored vectors of those `ids` it lacks (rows deleted meanwhile stay out)."""
-    missing = sorted(set(ids) - set(known))
+    missing = sorted({row for row in ids if row not in known})  # not a set of all `known`: a scan knows every row
     for start in range(0, len(missing), VECTORS_PER_REQUEST):
         for record in store.records(missing[start : start + VECTORS_PER_REQUEST], with_vectors=True):
             known[record.id] = unit_vectors(record.vector)

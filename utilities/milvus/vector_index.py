@@ -163,22 +163,24 @@ def pq_subquantizers(dimension: int, per_subquantizer: int = 8) -> int:
     return max(m for m in range(1, wanted + 1) if dimension % m == 0)
 
 
-def exact_scores(query: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
-    """Milvus' score of each row of `vectors` for one query: cosine, inner product or squared L2.
+def exact_scores(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Milvus' score of each row of `vectors` for each query, `(queries, rows)`: cosine, inner product,
+    or squared L2 (where smaller is nearer).
 
     Example:
-        >>> exact_scores(np.array([1.0, 0.0]), np.array([[2.0, 0.0], [0.0, 1.0]]), "COSINE").tolist()
-        [1.0, 0.0]
-        >>> exact_scores(np.array([1.0, 0.0]), np.array([[2.0, 0.0], [0.0, 1.0]]), "L2").tolist()
-        [1.0, 2.0]
+        >>> vectors = np.array([[2.0, 0.0], [0.0, 1.0]])
+        >>> exact_scores(np.array([[1.0, 0.0]]), vectors, "COSINE").tolist()
+        [[1.0, 0.0]]
+        >>> exact_scores(np.array([[1.0, 0.0]]), vectors, "L2").tolist()
+        [[1.0, 2.0]]
     """
-    query = np.asarray(query, dtype=np.float64)
-    vectors = np.asarray(vectors, dtype=np.float64)
+    queries = np.atleast_2d(queries)
     if metric == "L2":
-        return ((vectors - query) ** 2).sum(axis=1)
-    scores = vectors @ query
+        return np.sum(queries**2, axis=1)[:, None] - 2 * queries @ vectors.T + np.sum(vectors**2, axis=1)
+    scores = queries @ vectors.T
     if metric == "COSINE":
-        scores /= np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
+        norms = np.linalg.norm(queries, axis=1)[:, None] * np.linalg.norm(vectors, axis=1)[None, :]
+        scores = scores / np.maximum(norms, 1e-12)
     return scores
 
 
@@ -407,7 +409,7 @@ class CollectionIndex(CollectionBase):
                 answers.append([])
                 continue
             candidates = np.asarray([stored[int(hit["id"])] for hit in kept], dtype=np.float32)
-            scores = exact_scores(query, candidates, self.metric)
+            scores = exact_scores(query, candidates, self.metric)[0]
             order = np.argsort(scores if self.metric == "L2" else -scores, kind="stable")[:top_k]
             answers.append(
                 [
