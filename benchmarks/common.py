@@ -162,3 +162,27 @@ def folder_mb(folder: Path) -> float:
         except OSError:
             continue
     return total / 1024 / 1024
+
+
+def run_sampled(command: Sequence[str], stdout: Path, memory_cap_mb: float = 0.0) -> tuple[int, float, str]:
+    """Run `command` in its own process group, its stdout into the file `stdout`, sampling the group's
+    summed RSS every 0.2 s.
+
+    Returns:
+        The exit status, the group's peak RSS in MB, and what went wrong ("" if nothing): a group
+        whose RSS passes `memory_cap_mb` (when given) is killed.
+    """
+    import subprocess
+
+    with open(stdout, "w") as answer:
+        process = subprocess.Popen(list(command), stdout=answer, start_new_session=True)
+        peak, problem = 0.0, ""
+        while process.poll() is None:
+            peak = max(peak, group_rss_mb(process.pid)[0])
+            if memory_cap_mb and peak > memory_cap_mb and not problem:
+                os.killpg(process.pid, 9)
+                problem = f"stopped at {peak / 1024:.1f} GB of RSS (cap {memory_cap_mb / 1024:.0f} GB)"
+            time.sleep(0.2)
+    if process.returncode and not problem:
+        problem = f"exit status {process.returncode}"
+    return process.returncode, peak, problem

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import group_rss_mb, shown_path, write_table  # noqa: E402
+from benchmarks.common import run_sampled, shown_path, write_table  # noqa: E402
 from benchmarks.feature_model import FittedStream  # noqa: E402
 from benchmarks.search_scale import ClusteredStream  # noqa: E402
 
@@ -124,17 +123,7 @@ def run_side(python: str, side: str, scratch: Path, args: argparse.Namespace) ->
     """Runs one side in its own process group: its answer, the group's peak RSS in MB, and what went wrong."""
     command = [python, __file__, "--side", side, "--scratch", str(scratch), "--threshold", str(args.threshold)]
     out = scratch / f"{side}.json"
-    with open(out, "w") as answer:
-        process = subprocess.Popen(command, stdout=answer, start_new_session=True)
-        peak, problem = 0.0, ""
-        while process.poll() is None:
-            peak = max(peak, group_rss_mb(process.pid)[0])
-            if peak > args.memory_cap_mb:
-                os.killpg(process.pid, 9)
-                problem = f"stopped at {peak / 1024:.1f} GB of RSS (cap {args.memory_cap_mb / 1024:.0f} GB)"
-            time.sleep(0.2)
-    if process.returncode and not problem:
-        problem = f"exit status {process.returncode}"
+    _, peak, problem = run_sampled(command, out, args.memory_cap_mb)
     return (None if problem else json.loads(out.read_text())), peak, problem
 
 

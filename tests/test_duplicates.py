@@ -178,6 +178,21 @@ def test_a_rerun_on_crowded_neighbourhoods_equals_a_full_run(store: ImageCollect
     assert "/lib/moved/020.jpg" in {path for group in full.groups for path in group.files}
 
 
+def test_checks_saved_under_another_rule_are_made_again(indexed: ImageCollection, tmp_path: Path) -> None:
+    from utilities.duplicates.incremental import DuplicateState
+
+    state, settings = tmp_path / "state.npz", {"threshold": LOW_THRESHOLD, "neighbours": 5, "workers": 1}
+    first = find_duplicates(indexed, state_path=state, **settings)
+    saved = DuplicateState.load(state)
+    assert saved is not None and saved.checks and "inliers >= 16" in saved.check_rule
+    saved.check_rule = "an older rule"
+    saved.checks = {key: (True, 99) for key in saved.checks}  # what that rule had said
+    saved.save(state)
+    again = find_duplicates(indexed, state_path=state, **settings)
+    assert again.incremental and again.searched == 0 and again.checks_reused == 0
+    assert _outcome(again) == _outcome(first)
+
+
 def test_a_saved_state_of_other_settings_or_another_collection_is_not_used(
     indexed: ImageCollection, tmp_path: Path
 ) -> None:
@@ -240,6 +255,25 @@ def test_the_check_reads_a_file_again_once_it_changed(tmp_path: Path) -> None:
     assert compare(str(original), str(other)).verified
     shutil.copy(SAMPLES / "rocket.jpg", other)  # the same path now holds another photo
     assert not compare(str(original), str(other)).verified
+
+
+def test_a_photo_that_shares_only_a_pasted_region_is_not_a_copy(tmp_path: Path) -> None:
+    """A region of one photo pasted into another (a logo, a sign, a collage) makes matches agree there only."""
+    from PIL import Image
+
+    from utilities.duplicates.verification import MIN_INLIERS, compare
+
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    verdicts = []
+    for base, source in ((a, b) for a in samples for b in samples if a != b):
+        image, other = Image.open(base).convert("RGB"), Image.open(source).convert("RGB")
+        (width, height), (other_w, other_h) = image.size, other.size
+        region = other.crop((other_w * 3 // 10, other_h * 3 // 10, other_w * 6 // 10, other_h * 6 // 10))
+        image.paste(region.resize((width * 3 // 10, height * 3 // 10)), (width // 20, height // 20))
+        image.save(tmp_path / "collage.jpg", quality=90)
+        verdicts.append(compare(str(tmp_path / "collage.jpg"), str(source)))
+    assert not any(verdict.verified for verdict in verdicts)
+    assert sum(verdict.inliers >= MIN_INLIERS for verdict in verdicts) >= 5  # the pasted region matched
 
 
 def test_small_images_are_checked_too(tmp_path: Path) -> None:

@@ -123,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exact and edited copies among the stored images (lists them; deletes nothing)",
     )
     duplicates.add_argument("--exact-only", action="store_true", help="only files with the same content (no search)")
-    duplicates.add_argument("--threshold", type=float, help="cosine a near pair must reach to be checked (default 0.7)")
+    duplicates.add_argument(
+        "--threshold",
+        type=float,
+        help="cosine a near pair must reach to be checked (default 0.65)",
+    )
     duplicates.add_argument("--neighbours", type=_positive, help="nearest rows searched for each row (default 10)")
     duplicates.add_argument(
         "--no-verify", action="store_true", help="keep every pair at the threshold, without the keypoint check"

@@ -22,18 +22,19 @@ from tqdm.auto import tqdm
 from utilities.duplicates.candidates import Candidates, find_candidates
 from utilities.duplicates.incremental import DuplicateState, update_candidates
 from utilities.duplicates.report import DuplicateGroup, DuplicatePair, DuplicateReport, keeper_rule
-from utilities.duplicates.verification import Verdict, compare_pairs, require_opencv
+from utilities.duplicates.verification import Verdict, check_rule, compare_pairs, require_opencv
 from utilities.milvus.collection import ImageCollection
 from utilities.records import ImageRecord
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.7
+DEFAULT_THRESHOLD = 0.65
 """Cosine a near pair must reach to be checked. Measured with a pretrained model (EfficientNet-Lite0,
-480 Imagenette photos with edited and exact copies, `benchmarks/duplicates.py`): at 0.7 the
-check gave precision 0.994 at recall 0.989; at 0.8 too many edited copies fell below the
-threshold (recall 0.678); at 0.5-0.6 recall rose to 0.994 for precision 0.984 and 2.5-4.5 times
-the time. The keypoint check decides; vectors alone do not separate copies from look-alikes."""
+Imagenette photos with edited and exact copies, `benchmarks/duplicates.py`): on 3,200 images the
+check gave precision 0.998 at recall 0.983 at 0.65; recall 0.968 at 0.7 (31 of the 1,200 edited
+copies' vectors were below 0.7) in 0.59 times the time, 0.987 at 0.6 in 1.4 times. The keypoint
+check decides; vectors alone do not separate copies from look-alikes (precision 0.09
+at 0.65)."""
 
 DEFAULT_NEIGHBOURS = 10
 """Nearest rows searched for each row."""
@@ -153,7 +154,7 @@ def find_duplicates(
         ImageSearchError: `verify` is on and OpenCV is missing.
     """
     if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold {threshold} is not a cosine similarity between -1 and 1 (e.g. 0.7)")
+        raise ValueError(f"threshold {threshold} is not a cosine similarity between -1 and 1 (e.g. 0.65)")
     if neighbours < 1:
         raise ValueError(f"neighbours must be at least 1, got {neighbours}")
     checking = verify and not exact_only
@@ -192,6 +193,9 @@ def find_duplicates(
         changed=0 if changes is None else changes.count,
     )
     saved_checks = previous.checks if previous is not None else {}
+    if saved_checks and previous.check_rule != check_rule():
+        logger.info("the saved keypoint checks were made under another rule: checking again")
+        saved_checks = {}
     verdicts: list[Verdict | None] = [None] * len(near)
     if checking:
         to_check = []
@@ -290,6 +294,7 @@ def _save_state(
         hashes={row: record.content_hash for row, record in records.items()},
         found_by=candidates.found_by,
         nearest=candidates.nearest,
+        check_rule=check_rule(),
     )
     for ((a, b), _), verdict in zip(near, verdicts, strict=True):
         key = _check_key(records[a], records[b])

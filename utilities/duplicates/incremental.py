@@ -74,6 +74,8 @@ class DuplicateState:
         found_by: Each searched row's candidates with their exact cosines.
         nearest: Each searched row's best cosine to another row.
         checks: Keypoint checks by the sorted content hashes of the two files.
+        check_rule: The rule those checks were made under (`verification.check_rule`); a run under
+            another rule checks again.
     """
 
     collection: str
@@ -85,6 +87,7 @@ class DuplicateState:
     found_by: dict[int, dict[int, float]] = field(default_factory=dict)
     nearest: dict[int, float] = field(default_factory=dict)
     checks: dict[tuple[str, str], Check] = field(default_factory=dict)
+    check_rule: str = ""
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the state as one `.npz` file, atomically (a reader sees the old file or the new one)."""
@@ -100,6 +103,7 @@ class DuplicateState:
             "threshold": self.threshold,
             "neighbours": self.neighbours,
             "metric": self.metric,
+            "check_rule": self.check_rule,
         }
         arrays = {
             "meta": np.array(json.dumps(meta)),
@@ -139,6 +143,7 @@ class DuplicateState:
                     threshold=float(meta["threshold"]),
                     neighbours=int(meta["neighbours"]),
                     metric=meta["metric"],
+                    check_rule=meta.get("check_rule", ""),
                     hashes=dict(zip(saved["ids"].tolist(), saved["hashes"].tolist(), strict=True)),
                     nearest=dict(zip(saved["nearest_ids"].tolist(), saved["nearest"].tolist(), strict=True)),
                 )
