@@ -186,3 +186,21 @@ def run_sampled(command: Sequence[str], stdout: Path, memory_cap_mb: float = 0.0
     if process.returncode and not problem:
         problem = f"exit status {process.returncode}"
     return process.returncode, peak, problem
+
+
+def segment_rows(uri: str, collection: str) -> list[int]:
+    """Rows of each segment a Milvus server has loaded for `collection`, smallest first (through
+    pymilvus' `utility.get_query_segment_info`: MilvusClient has no call for it)."""
+    import warnings
+
+    from pymilvus import connections, utility
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the ORM calls are deprecated, not yet replaced
+        connections.connect(alias="benchmark-segments", uri=uri)
+        try:
+            return sorted(
+                segment.num_rows for segment in utility.get_query_segment_info(collection, using="benchmark-segments")
+            )
+        finally:
+            connections.disconnect("benchmark-segments")

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import folder_mb, group_rss_mb, write_table  # noqa: E402
+from benchmarks.common import folder_mb, group_rss_mb, segment_rows, write_table  # noqa: E402
 from benchmarks.feature_model import FittedStream  # noqa: E402
 from benchmarks.search import TOP_K, recall  # noqa: E402
 from benchmarks.search_scale import ClusteredStream, exact_top_k  # noqa: E402
@@ -66,7 +66,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--indexes", help="TYPE:k=v,k=v;TYPE;... built in turn (default: all of them)")
     parser.add_argument("--server-uri", default=os.environ.get("MILVUS_URI", ""))
-    parser.add_argument("--lite", action="store_true", help="a Milvus Lite file instead of a server (FLAT only)")
+    parser.add_argument(
+        "--lite",
+        action="store_true",
+        help="a Milvus Lite file instead of a server (FLAT only); RSS is then this process group's (Lite is a child)",
+    )
     parser.add_argument("--server-pgid", type=int, default=0, help="process group of the server, for its RSS")
     parser.add_argument("--data-dir", type=Path, help="the server's data folder, for its size")
     parser.add_argument("--build-timeout", type=float, default=3 * 3600, help="seconds to wait for each build")
@@ -156,8 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     full_truth = exact_top_k(stream, raw_queries)[0] if projection is not None else truth
     exact_s = time.perf_counter() - started
     dimension = args.dims or args.dimension
-    base_rss = group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0
     scratch = tempfile.TemporaryDirectory()
+    if args.lite:  # Milvus Lite runs in a child of this process: measure this process group, and the file
+        args.server_pgid, args.data_dir = args.server_pgid or os.getpgrp(), args.data_dir or Path(scratch.name)
+    base_rss = group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0
     uri = f"{scratch.name}/lean.db" if args.lite else args.server_uri
     store = ImageCollection.open(uri, name="bench_lean", dimension=dimension, reset=True)
     sampler = PeakRss(args.server_pgid)
@@ -178,6 +184,10 @@ def main(argv: list[str] | None = None) -> None:
             notes.append(f"{kind} {build}: not built: {str(error).splitlines()[0][:300]}")
             continue
         build_s = time.perf_counter() - started
+        if not args.lite:
+            sizes = segment_rows(args.server_uri, store.name)
+            if sizes:
+                notes.append(f"{kind}: {len(sizes)} segments loaded, {sizes[0]:,} to {sizes[-1]:,} rows")
         time.sleep(5)
         loaded_rss = group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0
         folder = f"{folder_mb(args.data_dir):,.0f}" if args.data_dir else ""
