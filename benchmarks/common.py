@@ -68,6 +68,22 @@ def versions(names: Sequence[str]) -> str:
     return ", ".join(found)
 
 
+def version_in(python: str, package: str) -> str:
+    """The version of `package` installed for another Python (another venv), or "" if it has none."""
+    import subprocess
+
+    return subprocess.run(
+        [python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def params_label(params: dict, empty: str = "-") -> str:
+    """Index or search parameters as the tables show them: `"nlist=1024, nprobe=32"`, or `empty` if none."""
+    return ", ".join(f"{key}={value}" for key, value in params.items()) or empty
+
+
 def machine() -> str:
     """CPU count, processor and accelerator (if JAX or PyTorch sees one)."""
     description = (

@@ -33,7 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import run_sampled, write_table  # noqa: E402
+from benchmarks.common import params_label, run_sampled, write_table  # noqa: E402
 from benchmarks.feature_model import FittedStream  # noqa: E402
 from benchmarks.search_scale import ClusteredStream  # noqa: E402
 
@@ -151,7 +151,7 @@ def run_search(uri: str, args: argparse.Namespace, scratch: Path) -> tuple[dict,
 
 def index_label(summary: dict) -> str:
     """The index as the table shows it: its type and build parameters (`index_summary`)."""
-    params = ", ".join(f"{key} {value}" for key, value in summary["index_params"].items())
+    params = params_label(summary["index_params"], "")
     return summary["index_type"] + (f" ({params})" if params else "")
 
 

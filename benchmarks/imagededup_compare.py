@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import run_sampled, shown_path, write_table  # noqa: E402
+from benchmarks.common import run_sampled, shown_path, version_in, write_table  # noqa: E402
 from benchmarks.feature_model import FittedStream  # noqa: E402
 from benchmarks.search_scale import ClusteredStream  # noqa: E402
 
@@ -191,11 +190,7 @@ def main(argv: list[str] | None = None) -> None:
             "vectors were inserted into before (the client and the Lite server process counted); imagededup: "
             "`CNN.find_duplicates(encoding_map=...)` with its default workers (one a core)",
             "peak RSS: the side's process group summed, sampled every 0.2 s; imagededup "
-            + subprocess.run(
-                [args.imagededup_python, "-c", "import importlib.metadata as m; print(m.version('imagededup'))"],
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
+            + version_in(args.imagededup_python, "imagededup")
             + " in "
             + shown_path(args.imagededup_python),
         ],

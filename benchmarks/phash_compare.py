@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.common import SHARED_DATA, run_sampled, shown_path, write_table  # noqa: E402
+from benchmarks.common import SHARED_DATA, run_sampled, shown_path, version_in, write_table  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             )
             print(" | ".join(rows[-1]), flush=True)
-    version = imagededup_version(args.imagededup_python)
+    version = version_in(args.imagededup_python, "imagededup")
     write_table(
         args.name,
         "Exact and edited copies among the same files: this package against imagededup's PHash",
@@ -162,17 +162,6 @@ def main(argv: list[str] | None = None) -> None:
         ],
         packages=["opencv-python-headless", "pymilvus", "milvus-lite", "torch"],
     )
-
-
-def imagededup_version(python: str) -> str:
-    """imagededup's version in the given Python."""
-    import subprocess
-
-    return subprocess.run(
-        [python, "-c", "import importlib.metadata as m; print(m.version('imagededup'))"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import write_table  # noqa: E402
+from benchmarks.common import params_label, write_table  # noqa: E402
 
 TOP_K = 10
 COLUMNS = [
@@ -219,7 +219,7 @@ def faiss_rows(database: np.ndarray, queries: np.ndarray, truth: np.ndarray, nli
 
 
 def _fmt(build: dict, search: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in {**build, **search}.items()) or "exact"
+    return params_label({**build, **search}, "exact")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import group_rss_mb, write_table  # noqa: E402
+from benchmarks.common import group_rss_mb, params_label, write_table  # noqa: E402
 from benchmarks.search import COLUMNS, TOP_K, batch_qps, children_peak_mb, latencies, peak_self_mb, recall  # noqa: E402
 
 CENTRES = 1000
@@ -112,7 +112,7 @@ def _row(engine: str, build: str, params: dict, found, truth, one, many, queries
     return [
         engine,
         "IVF_FLAT",
-        build + ", " + ", ".join(f"{k}={v}" for k, v in params.items()),
+        build + ", " + params_label(params),
         f"{recall(found, truth):.3f}",
         f"{p50:.1f}",
         f"{p99:.1f}",

@@ -114,8 +114,9 @@ def find_candidates(
     """
     found = Candidates()
     fields = (ID_FIELD, PATH_FIELD, SIZE_FIELD, MTIME_FIELD, HASH_FIELD) + (() if exact_only else (VECTOR_FIELD,))
-    if not exact_only and store.target.is_lite and store.count() * store.dimension * 4 <= SCAN_MAX_BYTES:
-        _scan_every_row(store, fields, threshold, neighbours, found, on_progress)
+    rows = store.count() if not exact_only and store.target.is_lite else 0
+    if rows and rows * store.dimension * 4 <= SCAN_MAX_BYTES:
+        _scan_every_row(store, rows, fields, threshold, neighbours, found, on_progress)
     else:
         page_rows = PAGE_ROWS_WITH_VECTORS if not exact_only else 10_000
         for page in store.iter_rows(fields, batch_size=page_rows):
@@ -132,6 +133,7 @@ def find_candidates(
 
 def _scan_every_row(
     store: ImageCollection,
+    rows: int,
     fields: tuple[str, ...],
     threshold: float,
     neighbours: int,
@@ -139,8 +141,9 @@ def _scan_every_row(
     on_progress: Callable[[int], None] | None,
 ) -> None:
     """Read every row with its vector (Milvus Lite: pages of `LITE_PAGE_ROWS_WITH_VECTORS`), then find each
-    row's candidates by `scan_hits` over all of them, a block of `QUERIES_PER_REQUEST` rows at a time."""
-    matrix = np.empty((store.count(), store.dimension), dtype=np.float32)  # filled in place: no second copy
+    row's candidates by `scan_hits` over all of them, a block of `QUERIES_PER_REQUEST` rows at a time.
+    `rows` is the count read before: the matrix grows if rows were written since."""
+    matrix = np.empty((rows, store.dimension), dtype=np.float32)  # filled in place: no second copy
     filled = 0
     for page in store.iter_rows(fields, batch_size=LITE_PAGE_ROWS_WITH_VECTORS):
         records = [ImageRecord.from_row(row) for row in page]
@@ -182,9 +185,7 @@ def read_vectors(store: ImageCollection, ids: Iterable[int], known: dict[int, np
             known[record.id] = unit_vectors(record.vector)
 
 
-def scan_hits(
-    queries: np.ndarray, ids: np.ndarray, matrix: np.ndarray | None, top_k: int
-) -> list[list[tuple[int, float]]]:
+def scan_hits(queries: np.ndarray, ids: np.ndarray, matrix: np.ndarray, top_k: int) -> list[list[tuple[int, float]]]:
     """Each query's `top_k` nearest rows of `matrix` (unit vectors, one per id) by cosine: `(id, cosine)`, nearest
     first. Exact, as Milvus' FLAT search, but in matrix products, over as many queries at a time as keep
     the scores within `SCAN_SCORES_AT_ONCE`.
@@ -194,7 +195,7 @@ def scan_hits(
         >>> scan_hits(np.array([[1.0, 0.0]], dtype=np.float32), np.array([7, 8, 9]), matrix, 2)
         [[(7, 1.0), (9, 0.6000000238418579)]]
     """
-    if matrix is None or not len(ids):
+    if not len(ids):
         return [[] for _ in queries]
     rows = len(ids)
     k = min(top_k, rows)
@@ -226,7 +227,7 @@ def search_rows(
     threshold: float,
     neighbours: int,
     found: Candidates,
-    scan: tuple[np.ndarray, np.ndarray | None] | None = None,
+    scan: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Search the stored vectors of `ids` (unit vectors in `known`, or read) and set their `found_by` lists and
     `nearest`.
