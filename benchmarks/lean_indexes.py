@@ -19,6 +19,11 @@ Usage:
     python benchmarks/lean_indexes.py --rows 200000 --server-uri http://127.0.0.1:19530 --server-pgid PGID \
         --data-dir /tmp/milvus-dev [--dims 256]
     python benchmarks/lean_indexes.py --quick --server-uri http://127.0.0.1:19530
+
+The RSS right after a build includes what the server's heap kept from ingest and earlier builds. For
+the memory of a fresh load: run once with `--keep` (the collection stays, with its last index), restart
+the server on the same data folder, then run the same command with `--existing` instead: no ingest, no
+build, the collection is loaded by the fresh server and measured (the load's time in the build column).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import folder_mb, group_rss_mb, segment_rows, write_table  # noqa: E402
+from benchmarks.common import folder_mb, group_rss_mb, params_label, segment_rows, write_table  # noqa: E402
 from benchmarks.feature_model import FittedStream  # noqa: E402
 from benchmarks.search import TOP_K, recall  # noqa: E402
 from benchmarks.search_scale import ClusteredStream, exact_top_k  # noqa: E402
@@ -51,6 +56,10 @@ SEARCHES |= {
     "SCANN": [{"nprobe": 32, "reorder_k": 100}, {"nprobe": 128, "reorder_k": 200}],
 }
 SEARCHES |= {"DISKANN": [{"search_list": 100}], "FLAT": [{}]}
+
+
+WARM_UP_QUERIES = 20
+"""Searches run, untimed, before each timed series."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,6 +83,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-pgid", type=int, default=0, help="process group of the server, for its RSS")
     parser.add_argument("--data-dir", type=Path, help="the server's data folder, for its size")
     parser.add_argument("--build-timeout", type=float, default=3 * 3600, help="seconds to wait for each build")
+    parser.add_argument("--keep", action="store_true", help="leave the collection with its last index")
+    parser.add_argument(
+        "--existing", action="store_true", help="measure the collection left by --keep as loaded: no ingest, no build"
+    )
+    parser.add_argument(
+        "--empty-server-mb",
+        type=float,
+        default=0.0,
+        help="RSS of the empty server, for --existing (a restarted server loads the collection as it starts)",
+    )
     parser.add_argument("--name", default="lean-indexes")
     args = parser.parse_args(argv)
     if args.quick:
@@ -113,6 +132,19 @@ class PeakRss(threading.Thread):
         return self.peak
 
 
+def settled_rss_mb(pgid: int, every: float = 5.0, within: float = 0.01, most: float = 300.0) -> float:
+    """The group's RSS once two samples `every` seconds apart differ by less than `within` (at most `most`
+    seconds): right after a build the server still compacts and frees, and its RSS falls for a while
+    (1,281,167 x 256-d under SCANN: 3,992 MB 5 s after the build, 1,942 MB a minute later)."""
+    started, before = time.monotonic(), group_rss_mb(pgid)[0]
+    while True:
+        time.sleep(every)
+        now = group_rss_mb(pgid)[0]
+        if abs(now - before) <= within * before or time.monotonic() - started >= most:
+            return now
+        before = now
+
+
 def timed_searches(store, queries: np.ndarray, params: dict, clients: int) -> tuple[np.ndarray, float, float]:
     """Ids found, p50 and p99 in ms of single-query searches, `clients` at a time.
 
@@ -126,7 +158,8 @@ def timed_searches(store, queries: np.ndarray, params: dict, clients: int) -> tu
         hits = store.search(vector[None], top_k=TOP_K, search_params=search_params, refine=params.get("refine", 1))[0]
         return [int(hit["id"]) for hit in hits], (time.perf_counter() - started) * 1000
 
-    one(queries[0])
+    for vector in queries[:WARM_UP_QUERIES]:  # the first searches after a load read from disk: not timed
+        one(vector)
     with ThreadPoolExecutor(clients) as pool:
         answers = list(pool.map(one, queries))
     found = np.array([ids + [-1] * (TOP_K - len(ids)) for ids, _ in answers])
@@ -163,33 +196,17 @@ def main(argv: list[str] | None = None) -> None:
     scratch = tempfile.TemporaryDirectory()
     if args.lite:  # Milvus Lite runs in a child of this process: measure this process group, and the file
         args.server_pgid, args.data_dir = args.server_pgid or os.getpgrp(), args.data_dir or Path(scratch.name)
-    base_rss = group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0
+    base_rss = args.empty_server_mb or (group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0)
     uri = f"{scratch.name}/lean.db" if args.lite else args.server_uri
-    store = ImageCollection.open(uri, name="bench_lean", dimension=dimension, reset=True)
-    sampler = PeakRss(args.server_pgid)
-    sampler.start()
-    started = time.perf_counter()
-    for start, vectors in stream.chunks():
-        ids = list(range(start, start + len(vectors)))
-        store.insert([f"/bench/{i}.jpg" for i in ids], project(vectors), ids=ids, upsert=False)
-    store.seal()
-    ingest_s, ingest_peak = time.perf_counter() - started, sampler.stop()
     rows, notes = [], []
-    for kind, build in index_specs(args.indexes):
-        started = time.perf_counter()
-        try:
-            store.create_index(kind, **build)
-            complete = store.wait_for_index(timeout=args.build_timeout)
-        except Exception as error:  # an index this build lacks, or refuses: say so and go on
-            notes.append(f"{kind} {build}: not built: {str(error).splitlines()[0][:300]}")
-            continue
-        build_s = time.perf_counter() - started
+
+    def measure(store, kind: str, build: dict, build_s: str) -> None:
+        """Memory, folder, then each search setting of this index: a table row each."""
         if not args.lite:
             sizes = segment_rows(args.server_uri, store.name)
             if sizes:
                 notes.append(f"{kind}: {len(sizes)} segments loaded, {sizes[0]:,} to {sizes[-1]:,} rows")
-        time.sleep(5)
-        loaded_rss = group_rss_mb(args.server_pgid)[0] if args.server_pgid else 0.0
+        loaded_rss = settled_rss_mb(args.server_pgid) if args.server_pgid else 0.0
         folder = f"{folder_mb(args.data_dir):,.0f}" if args.data_dir else ""
         for params in SEARCHES.get(kind, [{}]):
             found, p50, p99 = timed_searches(store, queries, params, 1)
@@ -197,19 +214,51 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 [
                     kind,
-                    ", ".join(f"{k}={v}" for k, v in {**build, **params}.items()) or "-",
+                    params_label({**build, **params}),
                     f"{recall(found, truth):.3f}",
                     f"{recall(found, full_truth):.3f}" if projection is not None else "",
                     f"{p50:.1f} / {p99:.1f}",
                     f"{p50_8:.1f} / {p99_8:.1f}",
-                    f"{build_s:.0f}" + ("" if complete else " (not complete)"),
+                    build_s,
                     f"{loaded_rss:,.0f}" if loaded_rss else "",
                     f"{(loaded_rss - base_rss) * 1024 * 1024 / args.rows:,.0f}" if loaded_rss else "",
                     folder,
                 ]
             )
             print(" | ".join(map(str, rows[-1])), flush=True)
-    store.drop()
+
+    sampler = PeakRss(args.server_pgid)
+    sampler.start()
+    started = time.perf_counter()
+    if args.existing:  # a fresh server loads what --keep left
+        store = ImageCollection.open(uri, name="bench_lean", dimension=dimension, create=False)
+        load_s = time.perf_counter() - started
+        peak, held = sampler.stop(), store.count()
+        if held != args.rows:
+            raise SystemExit(f"bench_lean holds {held:,} rows, not --rows {args.rows:,}: run with --keep first")
+        ingest = f"no ingest, no build: the collection left by --keep, loaded in {load_s:.0f} s (peak {peak:,.0f} MB)"
+        measure(store, store.index_type, store.index_summary()["index_params"], f"loaded in {load_s:.0f}")
+    else:
+        store = ImageCollection.open(uri, name="bench_lean", dimension=dimension, reset=True)
+        for start, vectors in stream.chunks():
+            ids = list(range(start, start + len(vectors)))
+            store.insert([f"/bench/{i}.jpg" for i in ids], project(vectors), ids=ids, upsert=False)
+        store.seal()
+        ingest_s = time.perf_counter() - started
+        ingest = f"ingest: {ingest_s:.0f} s ({args.rows / ingest_s:,.0f} rows/s), "
+        ingest += f"server RSS peak {sampler.stop():,.0f} MB"
+        for kind, build in index_specs(args.indexes):
+            started = time.perf_counter()
+            try:
+                store.create_index(kind, **build)
+                complete = store.wait_for_index(timeout=args.build_timeout)
+            except Exception as error:  # an index this build lacks, or refuses: say so and go on
+                notes.append(f"{kind} {build}: not built: {str(error).splitlines()[0][:300]}")
+                continue
+            build_s = f"{time.perf_counter() - started:.0f}" + ("" if complete else " (not complete)")
+            measure(store, kind, build, build_s)
+    if not args.keep:
+        store.drop()
     store.close()
     scratch.cleanup()
     write_table(
@@ -222,11 +271,15 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.rows:,} vectors, {args.dimension}-d"
             + (f", projected to {args.dims} dims (centred PCA fitted on {args.chunk:,})" if args.dims else "")
             + f", {drawn}, COSINE; {args.queries} queries, top-{TOP_K}",
-            f"ingest: {ingest_s:.0f} s ({args.rows / ingest_s:,.0f} rows/s), server RSS peak {ingest_peak:,.0f} MB; "
-            f"the empty server held {base_rss:,.0f} MB; exact ground truth {exact_s:.0f} s",
+            f"{ingest}; the empty server held {base_rss:,.0f} MB; exact ground truth {exact_s:.0f} s",
+            "loaded RSS: once it no longer changes by 1 % in 5 s (`settled_rss_mb`); "
             "bytes per row: (loaded RSS - empty server RSS) / rows. Each index built on the same sealed rows, "
             "the previous one dropped (`ImageCollection.create_index`)"
-            "; the RSS includes whatever the server's heap kept from ingest and earlier builds",
+            + (
+                "; here a fresh server loaded the collection"
+                if args.existing
+                else "; the RSS includes whatever the server's heap kept from ingest and earlier builds"
+            ),
             *notes,
         ],
         packages=["pymilvus", "milvus", "numpy"],

@@ -27,6 +27,7 @@ from utilities.errors import MilvusUnavailableError
 from utilities.ids import stored_path
 from utilities.milvus.collection import ImageCollection, connect
 from utilities.milvus.retry import RetryPolicy
+from utilities.milvus.storage_probe import VectorReadsDestroyVectorsError, vectors_survive_reads
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -191,6 +192,39 @@ def test_server_down_mid_indexing_the_cli_stops_clearly_and_a_rerun_completes_ex
     assert len(mapping) == 60 == store.count() and mapping["id"].is_unique
     assert set(mapping["path"]) == {stored_path(p) for p in folder.iterdir()}
     store.drop()
+
+
+def test_a_server_that_would_delete_vectors_read_under_sq8_is_refused_before_anything_is_lost(
+    running: PrivateMilvusServer,
+) -> None:
+    # The private server is the PyPI server as it starts by default (absolute localStorage.path): reading
+    # stored vectors under IVF_SQ8 there deletes them (milvus.storage_probe); the CI server has the fix.
+    store = ImageCollection.open(running.uri, running.token, name="faults_sq8", dimension=8, reset=True)
+    try:
+        vectors = np.random.default_rng(5).standard_normal((1_500, 8)).astype(np.float32)
+        ids = list(range(1_500))
+        store.insert([f"/sq8/{i}.jpg" for i in ids], vectors, ids=ids)
+        store.create_index("HNSW", M=8, efConstruction=64)
+        assert not vectors_survive_reads(store.connection)  # the hazard is real on this server
+        with pytest.raises(VectorReadsDestroyVectorsError, match="localStorage.path=data"):
+            store.create_index("IVF_SQ8", nlist=16)
+        assert store.index_type == "HNSW"  # nothing was built
+        store.release()
+        store.load()
+        kept = store.records(ids[:5], with_vectors=True)  # the vectors are all there, after a fresh load
+        assert [r.id for r in kept] == ids[:5] and np.allclose([r.vector for r in kept], vectors[:5], atol=1e-5)
+
+        store.build_index("IVF_SQ8", store.metric, {"nlist": 16})  # built by another tool: reads refuse too
+        store.wait_for_index(timeout=120)
+        fresh = ImageCollection.open(running.uri, running.token, name="faults_sq8", create=False)
+        with pytest.raises(VectorReadsDestroyVectorsError):
+            fresh.records(ids[:5], with_vectors=True)
+        assert len(fresh.records(ids[:5])) == 5  # reads without vectors go on
+        fresh.close()
+        assert not [name for name in store.client.list_collections() if name.startswith("vector_read_probe_")]
+    finally:
+        store.drop()
+        store.close()
 
 
 def test_two_processes_index_disjoint_shards_into_one_server_at_once(

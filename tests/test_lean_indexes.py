@@ -13,7 +13,7 @@ from tests.conftest import PHOTOS
 from utilities.duplicates.finder import find_duplicates
 from utilities.ids import path_id, stored_path
 from utilities.indexing.pipeline import index_folder
-from utilities.milvus import vector_index
+from utilities.milvus import storage_probe, vector_index
 from utilities.milvus.collection import ImageCollection
 
 SYNTHETIC_ROWS = 3_000
@@ -86,8 +86,23 @@ def test_stored_vectors_are_served_under_lean_indexes(
 
         report = find_duplicates(store, threshold=0.99, neighbours=3, verify=False)  # reads every stored vector
         assert report.rows == SYNTHETIC_ROWS + 10 and report.searched == SYNTHETIC_ROWS + 10
+
+        store.release()  # the reads above left the stored vectors in place: a fresh load still serves them
+        store.load()
+        again = store.records([path_id(stored_path(moved))], with_vectors=True)[0].vector
+        assert np.allclose(again, after, atol=1e-5)
     finally:
         store.drop()
+        store.close()
+
+
+def test_the_test_server_keeps_vectors_read_under_sq8(server_uri: str) -> None:
+    store = ImageCollection.connect(server_uri)
+    try:
+        assert storage_probe.vectors_survive_reads(store.connection)  # started with localStorage.path=data
+        storage_probe.check_vector_reads(store.connection)
+        assert store.connection.vector_reads_checked
+    finally:
         store.close()
 
 

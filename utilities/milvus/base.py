@@ -76,6 +76,10 @@ class CollectionBase:
         """A call that must not be repeated blindly (plain inserts, index and collection changes)."""
         return self.connection.once(what, call, collection=self.name)
 
+    def _before_vector_read(self) -> None:
+        """Called before stored vectors are read; `milvus.vector_index.CollectionIndex` checks there that the
+        server keeps them (`milvus.storage_probe`)."""
+
     def _reload_after_reconnect(self) -> None:
         if not self.target.is_lite:
             self._once("load_collection", lambda client: client.load_collection(self.name))

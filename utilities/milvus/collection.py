@@ -184,7 +184,7 @@ class ImageCollection(CollectionRows, CollectionIndex):
             self.drop()
         if self.exists():
             self.validate(dimension, metric)
-            self._load()
+            self.load()
             return
         if not create:
             existing = self._retrying("list_collections", lambda client: client.list_collections())

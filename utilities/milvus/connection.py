@@ -66,6 +66,7 @@ class MilvusConnection:
         self.retry = retry or RetryPolicy()
         self.owner_lock = owner_lock
         self.closed = False
+        self.vector_reads_checked = False  # `milvus.storage_probe.check_vector_reads` asked this server
 
     @classmethod
     def open(

@@ -205,6 +205,8 @@ class CollectionRows(CollectionBase):
 
     def _query(self, filter_expression: str, fields: Sequence[str], consistency: str = FRESH) -> list[dict]:
         """Rows matching a filter (Strong consistency unless told otherwise: exact across processes)."""
+        if VECTOR_FIELD in fields:
+            self._before_vector_read()
         return self._retrying(
             "query",
             lambda client: client.query(
@@ -274,6 +276,8 @@ class CollectionRows(CollectionBase):
         # pymilvus warns on every iterator that it falls back to a client-side timestamp;
         # that is expected with Strong consistency, so keep it out of the user's log.
         logging.getLogger("pymilvus.orm.iterator").addFilter(_drop_mvcc_warning)
+        if VECTOR_FIELD in fields:
+            self._before_vector_read()
         iterator = self._retrying(
             "query_iterator",
             lambda client: client.query_iterator(

@@ -14,6 +14,7 @@ import numpy as np
 
 from utilities.errors import ImageSearchError
 from utilities.milvus.base import DEFAULT_METRIC, CollectionBase
+from utilities.milvus.storage_probe import INDEXES_WITHOUT_VECTORS, check_vector_reads
 from utilities.records import ID_FIELD, PATH_FIELD, VECTOR_FIELD
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ def pq_subquantizers(dimension: int, per_subquantizer: int = 8) -> int:
 
 def exact_scores(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
     """Milvus' score of each row of `vectors` for each query, `(queries, rows)`: cosine, inner product,
-    or squared L2 (where smaller is nearer).
+    or squared L2 (where smaller is nearer). Scored in float64, so that near-ties among float32
+    rows order as their exact values do.
 
     Example:
         >>> vectors = np.array([[2.0, 0.0], [0.0, 1.0]])
@@ -174,7 +176,8 @@ def exact_scores(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.nd
         >>> exact_scores(np.array([[1.0, 0.0]]), vectors, "L2").tolist()
         [[1.0, 2.0]]
     """
-    queries = np.atleast_2d(queries)
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+    vectors = np.asarray(vectors, dtype=np.float64)
     if metric == "L2":
         return np.sum(queries**2, axis=1)[:, None] - 2 * queries @ vectors.T + np.sum(vectors**2, axis=1)
     scores = queries @ vectors.T
@@ -273,7 +276,15 @@ class CollectionIndex(CollectionBase):
             "recommended_params": recommended_params,
         }
 
-    def _load(self) -> None:
+    def _before_vector_read(self) -> None:
+        if self.index_type in INDEXES_WITHOUT_VECTORS:
+            check_vector_reads(self.connection)
+
+    def release(self) -> None:
+        """Release the collection from the server's memory (searches and queries fail until `load`)."""
+        self._retrying("release_collection", lambda client: client.release_collection(self.name, timeout=self._timeout))
+
+    def load(self) -> None:
         """Load the collection for searching, giving it the exact FLAT index if it has none."""
         if self.index_info() is None:
             flat = vector_index_params(self.client)
@@ -299,6 +310,9 @@ class CollectionIndex(CollectionBase):
 
         Raises:
             ImageSearchError: The backend does not support that index type.
+            milvus.storage_probe.VectorReadsDestroyVectorsError: IVF_SQ8 or IVF_PQ on a server that would
+                delete stored vectors when they are read under it (the `milvus` PyPI server started without
+                `--extra-config localStorage.path=data`); nothing is changed.
 
         Example:
             >>> store.create_index("IVF_FLAT", nlist=256)  # doctest: +SKIP
@@ -318,21 +332,28 @@ class CollectionIndex(CollectionBase):
         build = {**DEFAULT_INDEX_PARAMS.get(kind, {}), **params}
         if kind == "IVF_PQ" and "m" not in build:
             build["m"] = pq_subquantizers(self.dimension)
+        if kind in INDEXES_WITHOUT_VECTORS:  # refuse before building what the package could not read safely
+            check_vector_reads(self.connection)
+        return self.build_index(kind, chosen_metric, build)
+
+    def build_index(self, kind: str, metric: str, build: dict[str, int]) -> dict[str, Any]:
+        """Seal, release, replace the index with `kind` built with `build`, and load (`create_index` checks
+        the type and fills the defaults first)."""
         # Seal first: rows still in growing segments are searched with Milvus' interim index,
         # not the one built here, until Milvus seals them by itself (benchmarks/results/scale.md).
         self.seal()
-        self._retrying("release_collection", lambda client: client.release_collection(self.name, timeout=self._timeout))
+        self.release()
         names = self._retrying(
             "list_indexes",
             lambda client: client.list_indexes(self.name, field_name=VECTOR_FIELD, timeout=self._timeout),
         )
         for name in names:
             self._once("drop_index", lambda client, name=name: client.drop_index(self.name, name))
-        index_params = vector_index_params(self.client, kind, chosen_metric, **build)
+        index_params = vector_index_params(self.client, kind, metric, **build)
         self._once("create_index", lambda client: client.create_index(self.name, index_params))
         self._index_cache = None
         self._retrying("load_collection", lambda client: client.load_collection(self.name))
-        logger.info("built %s index on %s (%s, %s)", kind, self.name, chosen_metric, build)
+        logger.info("built %s index on %s (%s, %s)", kind, self.name, metric, build)
         return self.index_info() or {}
 
     def search_params(self, top_k: int, **overrides: int) -> dict[str, Any]:
