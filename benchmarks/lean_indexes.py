@@ -170,6 +170,7 @@ def timed_searches(store, queries: np.ndarray, params: dict, clients: int) -> tu
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from utilities.milvus.collection import ImageCollection
+    from utilities.milvus.storage_probe import check_vector_reads
     from utilities.projection import Projection
 
     if args.features:
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         ingest_s = time.perf_counter() - started
         ingest = f"ingest: {ingest_s:.0f} s ({args.rows / ingest_s:,.0f} rows/s), "
         ingest += f"server RSS peak {sampler.stop():,.0f} MB"
+        if not args.lite:  # the server check before IVF_SQ8 / IVF_PQ (`milvus.storage_probe`): once, not timed
+            check_vector_reads(store.connection)
         for kind, build in index_specs(args.indexes):
             started = time.perf_counter()
             try:

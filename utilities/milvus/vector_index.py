@@ -277,7 +277,7 @@ class CollectionIndex(CollectionBase):
         }
 
     def _before_vector_read(self) -> None:
-        if self.index_type in INDEXES_WITHOUT_VECTORS:
+        if not self.target.is_lite and self.index_type in INDEXES_WITHOUT_VECTORS:
             check_vector_reads(self.connection)
 
     def release(self) -> None:
