@@ -30,8 +30,10 @@ SERVER_ENV = "MILVUS_TEST_SERVER_URI"
 
 @pytest.fixture(autouse=True)
 def _work_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each test in its own folder, so relative outputs (`db/` mapping files) stay out of the repository."""
+    """Run each test in its own folder, so relative outputs (`db/` mapping files) stay out of the repository,
+    with its own cache folder (`config.cache_dir`: nothing remembered from another test or written to ~/.cache)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UTILITIES_CACHE_DIR", str(tmp_path / "cache"))
 
 
 @pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.server)])
@@ -111,6 +113,17 @@ def run_cli(
         child.communicate()
         raise
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def run_python(program: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -c PROGRAM ARGS` to its end in a child process that imports this checkout, output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", program, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def mean_colour_embedder(on_batch=None):

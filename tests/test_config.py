@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from utilities.config import resolve_target
+from utilities.config import cache_dir, resolve_target
 
 
 def test_arguments_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +53,13 @@ def test_the_cli_never_prints_credentials_of_a_uri(capsys: pytest.CaptureFixture
     assert main(["info", "--uri", uri, "--retry-seconds", "0"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: nothing answers at http://***@127.0.0.1:") and "s3cret" not in error
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("UTILITIES_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("UTILITIES_CACHE_DIR")
+    assert cache_dir() == tmp_path / "xdg" / "milvus-image-similarity"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "milvus-image-similarity"

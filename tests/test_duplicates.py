@@ -178,6 +178,108 @@ def test_a_rerun_on_crowded_neighbourhoods_equals_a_full_run(store: ImageCollect
     assert "/lib/moved/020.jpg" in {path for group in full.groups for path in group.files}
 
 
+PARTNERS = 20
+"""Stored lone rows that each get a new row near them (cosine about 0.96)."""
+
+
+def _lone_rows_and_clusters(rng: np.random.Generator, lone: int) -> tuple[list[str], np.ndarray]:
+    """Paths and 128-d vectors: `lone` random rows (cosines within about 0.3 of 0), then 3 clusters of 6 rows
+    (cosines about 0.98 within one)."""
+    centres = rng.standard_normal((3, 128))
+    clusters = [centre + 0.15 * rng.standard_normal((6, 128)) for centre in centres]
+    vectors = np.vstack([rng.standard_normal((lone, 128)), *clusters]).astype(np.float32)
+    return [f"/lib/{n:04d}.jpg" for n in range(len(vectors))], vectors
+
+
+def _add_partners(store: ImageCollection, rng: np.random.Generator, vectors: np.ndarray) -> list[int]:
+    """Insert a new row near each of the first `PARTNERS` rows and one into the first cluster; their ids."""
+    partners = vectors[:PARTNERS] / np.linalg.norm(vectors[:PARTNERS], axis=1, keepdims=True)
+    noise = rng.standard_normal(partners.shape)
+    near = partners + 0.3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    added = np.vstack([near, vectors[-18] + 0.15 * rng.standard_normal(128)]).astype(np.float32)
+    names = [f"/lib/new/{n:02d}.jpg" for n in range(len(added))]
+    store.insert(names, added, hashes=[f"new{n}" for n in range(len(added))])
+    return [path_id(name) for name in names]
+
+
+def _assert_a_rerun_equals_a_full_run(
+    store: ImageCollection, new: list[int], paths: list[str], state: Path, tmp_path: Path
+) -> None:
+    settings = {"threshold": 0.9, "neighbours": 5, "verify": False}
+    incremental = find_duplicates(store, state_path=state, **settings)
+    full = find_duplicates(store, state_path=tmp_path / "full.npz", full=True, **settings)
+    assert incremental.incremental and incremental.changed == len(new) and not full.incremental
+    assert _outcome(incremental) == _outcome(full)
+    assert incremental.searched == len(new) + PARTNERS + 6, "the new rows, their partners and one cluster"
+    pairs = {frozenset((pair.a, pair.b)) for pair in full.pairs}
+    assert all({partner, f"/lib/new/{n:02d}.jpg"} in pairs for n, partner in enumerate(paths[:PARTNERS]))
+
+
+def test_a_rerun_under_hnsw_searches_the_rows_whose_own_search_finds_a_new_row(
+    server_uri: str, collection_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HNSW search from a new row misses stored rows near it (random vectors, a sparse graph, a short
+    search), which find it by their own search: a full run pairs them, so the re-run must search them.
+
+    The pairs to find do not hang on the index's recall, which varies from one search to the next
+    while Milvus settles after a load or an insert: the rows with a pair at the threshold (the
+    clusters and the new rows) are unsealed, searched exactly; the new rows' partners are reached
+    through the index, but always found by their own search."""
+    from utilities.duplicates.incremental import rows_within_threshold, rows_within_threshold_exactly
+    from utilities.milvus.vector_index import DEFAULT_SEARCH_PARAMS
+
+    rng = np.random.default_rng(11)
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=128)
+    try:
+        paths, vectors = _lone_rows_and_clusters(rng, 2_000)  # a segment of 1,024 rows or more gets its index
+        store.insert(paths[:2_000], vectors[:2_000], hashes=[f"h{n}" for n in range(2_000)])
+        store.create_index("HNSW", M=4, efConstruction=8)  # seals them first
+        assert store.wait_for_index(timeout=120)
+        store.insert(paths[2_000:], vectors[2_000:], hashes=[f"h{n}" for n in range(2_000, len(paths))])
+        monkeypatch.setitem(DEFAULT_SEARCH_PARAMS["HNSW"], "ef", 8)
+        state = tmp_path / "state.npz"
+        first = find_duplicates(store, threshold=0.9, neighbours=5, verify=False, state_path=state)
+        assert not first.incremental and first.searched == len(paths) and len(first.groups) == 3
+
+        new = _add_partners(store, rng, vectors)
+        partners = {path_id(path) for path in paths[:PARTNERS]}
+        by_search = rows_within_threshold(store, new, {}, 0.9, 5)
+        assert by_search is not None and not partners <= by_search, "the search from the new rows missed none"
+        assert partners | set(map(path_id, paths[-18:-12])) == rows_within_threshold_exactly(store, new, {}, 0.9)
+        _assert_a_rerun_equals_a_full_run(store, new, paths, state, tmp_path)
+    finally:
+        store.drop()
+        store.close()
+
+
+def test_a_rerun_on_milvus_lite_still_searches_from_the_new_rows(
+    tmp_path: Path, collection_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lite's searches are exact: the rows near a new row are found by searching from it, no vector scan."""
+    from utilities.duplicates import incremental
+
+    rng = np.random.default_rng(11)
+    store = ImageCollection.open(str(tmp_path / "lite.db"), name=collection_name, dimension=128)
+    try:
+        paths, vectors = _lone_rows_and_clusters(rng, 300)
+        store.insert(paths, vectors, hashes=[f"h{n}" for n in range(len(paths))])
+        state = tmp_path / "state.npz"
+        find_duplicates(store, threshold=0.9, neighbours=5, verify=False, state_path=state)
+        new = _add_partners(store, rng, vectors)
+        assert incremental.searches_exactly(store)
+        scanned = incremental.rows_within_threshold_exactly(store, new, {}, 0.9)  # pages of 128 rows
+        assert incremental.rows_within_threshold(store, new, {}, 0.9, 5) == scanned
+        assert len(scanned) == PARTNERS + 6
+
+        def no_scan(*args, **kwargs):
+            raise AssertionError("an exact search needs no scan")
+
+        monkeypatch.setattr(incremental, "rows_within_threshold_exactly", no_scan)
+        _assert_a_rerun_equals_a_full_run(store, new, paths, state, tmp_path)
+    finally:
+        store.close()
+
+
 def test_checks_saved_under_another_rule_are_made_again(indexed: ImageCollection, tmp_path: Path) -> None:
     from utilities.duplicates.incremental import DuplicateState
 
@@ -186,7 +288,7 @@ def test_checks_saved_under_another_rule_are_made_again(indexed: ImageCollection
     saved = DuplicateState.load(state)
     assert saved is not None and saved.checks and "inliers >= 16" in saved.check_rule
     saved.check_rule = "an older rule"
-    saved.checks = {key: (True, 99) for key in saved.checks}  # what that rule had said
+    saved.checks = {key: (True, 99, 1.0, 1.0, False) for key in saved.checks}  # what that rule had said
     saved.save(state)
     again = find_duplicates(indexed, state_path=state, **settings)
     assert again.incremental and again.searched == 0 and again.checks_reused == 0

@@ -26,8 +26,14 @@ from utilities.engine import ImageSearchEngine
 from utilities.errors import MilvusUnavailableError
 from utilities.ids import stored_path
 from utilities.milvus.collection import ImageCollection, connect
+from utilities.milvus.connection import MilvusConnection
 from utilities.milvus.retry import RetryPolicy
-from utilities.milvus.storage_probe import VectorReadsDestroyVectorsError, vectors_survive_reads
+from utilities.milvus.storage_probe import (
+    VectorReadsDestroyVectorsError,
+    check_vector_reads,
+    vectors_survive_reads,
+    verdicts_path,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -225,6 +231,67 @@ def test_a_server_that_would_delete_vectors_read_under_sq8_is_refused_before_any
     finally:
         store.drop()
         store.close()
+
+
+def test_a_vector_read_check_that_cannot_run_says_why_instead_of_blaming_the_storage_path(
+    running: PrivateMilvusServer,
+) -> None:
+    admin, _ = connect(running.uri, token=running.token)
+    if "probe_reader" in admin.list_users():
+        admin.drop_user("probe_reader")
+    admin.create_user("probe_reader", "reader-password-7f3a")  # no role: may not create a collection
+    reader = MilvusConnection.open(running.uri, token="probe_reader:reader-password-7f3a")
+    try:
+        for check in (vectors_survive_reads, check_vector_reads):  # refused at the probe's first step
+            with pytest.raises(Exception, match="PrivilegeCreateCollection: permission deny") as refused:
+                check(reader)
+            assert not isinstance(refused.value, VectorReadsDestroyVectorsError)
+        assert not verdicts_path().exists()  # no answer was remembered
+    finally:
+        reader.close()
+        admin.drop_user("probe_reader")
+
+    gone = MilvusConnection.open(running.uri, token=running.token, retry=RetryPolicy(seconds=3))
+    running.kill()  # the server goes away: the next test starts it again
+    try:
+        with pytest.raises(MilvusUnavailableError, match="did not answer"):
+            vectors_survive_reads(gone)
+        with pytest.raises(MilvusUnavailableError, match="did not answer"):
+            check_vector_reads(gone)
+    finally:
+        gone.close()
+
+
+def test_the_vector_read_check_is_remembered_until_the_server_restarts(
+    running: PrivateMilvusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def check() -> tuple[str, int, float]:
+        """The refusal, how many times the scratch collection was written and read, and the seconds taken."""
+        connection = MilvusConnection.open(running.uri, token=running.token)  # a new command's connection
+        started = time.monotonic()
+        caplog.clear()
+        try:
+            with (
+                caplog.at_level(logging.INFO, logger="utilities.milvus.storage_probe"),
+                pytest.raises(VectorReadsDestroyVectorsError) as refused,
+            ):
+                check_vector_reads(connection)
+        finally:
+            connection.close()
+        probes = [record for record in caplog.records if record.getMessage().startswith("stored vectors")]
+        return str(refused.value), len(probes), time.monotonic() - started
+
+    message, probes, _ = check()  # this server deletes the vectors (absolute localStorage.path)
+    assert probes == 1 and "checked on a scratch collection just now" in message
+    message, probes, seconds = check()
+    assert probes == 0 and seconds < 5, "the same running server was probed again"
+    assert "since it last started" in message and "localStorage.path=data" in message
+    remembered = json.loads(verdicts_path().read_text())[running.uri]
+    assert remembered["vectors_survive_reads"] is False and remembered["version"].endswith("-lite")
+    running.restart()
+    message, probes, _ = check()  # a restart may change its settings: asked again
+    assert probes == 1 and "just now" in message
+    assert json.loads(verdicts_path().read_text())[running.uri]["started"] != remembered["started"]
 
 
 def test_two_processes_index_disjoint_shards_into_one_server_at_once(

@@ -3,18 +3,21 @@ duplicates) under the memory-lean server indexes, on segments large enough to ge
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, run_python
 from utilities.duplicates.finder import find_duplicates
 from utilities.ids import path_id, stored_path
 from utilities.indexing.pipeline import index_folder
 from utilities.milvus import storage_probe, vector_index
 from utilities.milvus.collection import ImageCollection
+from utilities.milvus.server_start import server_started
 
 SYNTHETIC_ROWS = 3_000
 """More than the 1,024 rows below which a Milvus 2.3 server searches a segment without its index."""
@@ -96,14 +99,54 @@ def test_stored_vectors_are_served_under_lean_indexes(
         store.close()
 
 
-def test_the_test_server_keeps_vectors_read_under_sq8(server_uri: str) -> None:
+def test_a_server_check_is_remembered_for_that_address_and_start_only() -> None:
+    path = storage_probe.verdicts_path()  # in this test's $UTILITIES_CACHE_DIR
+    assert storage_probe.remembered_verdict("http://a:19530", "start 1") is None  # no file yet
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert storage_probe.remembered_verdict("http://a:19530", "start 1") is None  # a damaged file: asked again
+    storage_probe.remember_verdict("http://a:19530", "start 1", False, "v2.3.5-lite")  # and replaced
+    storage_probe.remember_verdict("http://b:19530", "start 9", True, "v2.3.5-lite")
+    assert storage_probe.remembered_verdict("http://a:19530", "start 1")["vectors_survive_reads"] is False
+    assert storage_probe.remembered_verdict("http://b:19530", "start 9")["vectors_survive_reads"] is True
+    assert storage_probe.remembered_verdict("http://a:19530", "start 2") is None  # restarted since
+    assert storage_probe.remembered_verdict("http://a:19530", None) is None  # start unknown: never trusted
+    assert storage_probe.remembered_verdict("http://c:19530", "start 1") is None
+
+
+CHECK_IN_A_NEW_PROCESS = """
+import logging, sys, time
+from utilities.milvus.connection import MilvusConnection
+from utilities.milvus.storage_probe import check_vector_reads
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+connection = MilvusConnection.open(sys.argv[1])
+started = time.monotonic()
+check_vector_reads(connection)
+print(time.monotonic() - started)
+"""
+"""What a second command does before it reads stored vectors under IVF_SQ8: the check, timed."""
+
+
+def test_the_test_server_keeps_vectors_read_under_sq8_and_is_checked_once_per_start(
+    server_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
     store = ImageCollection.connect(server_uri)
     try:
-        assert storage_probe.vectors_survive_reads(store.connection)  # started with localStorage.path=data
-        storage_probe.check_vector_reads(store.connection)
+        with caplog.at_level(logging.INFO, logger=storage_probe.__name__):
+            storage_probe.check_vector_reads(store.connection)  # started with localStorage.path=data: no error
         assert store.connection.vector_reads_checked
+        probes = [record.getMessage() for record in caplog.records if record.getMessage().startswith("stored vectors")]
+        assert len(probes) == 1 and probes[0].startswith("stored vectors survive a read under IVF_SQ8")
+        remembered = json.loads(storage_probe.verdicts_path().read_text())[server_uri]
+        assert remembered["vectors_survive_reads"] is True
+        assert remembered["started"] == server_started(store.connection)
     finally:
         store.close()
+    # another command against the same running server, with this test's $UTILITIES_CACHE_DIR: no second probe
+    second = run_python(CHECK_IN_A_NEW_PROCESS, server_uri)
+    assert second.returncode == 0, second.stderr
+    assert "since it started" in second.stderr and "stored vectors" not in second.stderr, second.stderr
+    assert float(second.stdout) < 2.0
 
 
 def test_a_small_run_under_an_approximate_index_is_sealed_and_indexed(

@@ -6,8 +6,12 @@ simulated exactly: `SLOW_SECONDS` a call, to fill the queue of uploads waiting f
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import select
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +29,7 @@ from utilities.ids import path_id, stored_path
 from utilities.web.guards import SECURITY_HEADERS, TOKEN_COOKIE, allowed_hosts, is_loopback, read_token
 
 SLOW_SECONDS = 2.0
+BOUNDARY = "guardboundary"
 TOKEN = "guard-test-token-0123456789abcdef"
 
 
@@ -116,32 +121,82 @@ def test_only_this_machines_host_names_are_answered(served: Served) -> None:
     assert [is_loopback(h) for h in ("127.0.0.2", "::1", "[::1]", "0.0.0.0", "::")] == [True, True, True, False, False]
 
 
-def test_a_chunked_upload_over_the_cap_gets_413_and_the_server_goes_on(served: Served) -> None:
-    boundary = "guardboundary"
+class CountingReads:
+    """ASGI wrapper around the whole app, guards included: the request body bytes the app read."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.read = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def counted():
+            message = await receive()
+            if message["type"] == "http.request":
+                self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _post_chunked_slowly(url: str, parts: list[bytes], pause: float) -> tuple[int, dict, int]:
+    """POST `parts` as a chunked multipart body, one part every `pause` s, and stop sending as soon as an
+    answer arrives (as a browser does). Returns the answer's status and JSON, and the body bytes sent."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    sock.sendall(
+        f"POST /api/search HTTP/1.1\r\nHost: {host}:{port}\r\nTransfer-Encoding: chunked\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n".encode()
+    )
+    sent = 0
+    for part in [*parts, b""]:  # the empty chunk ends the body
+        if select.select([sock], [], [], pause)[0]:  # answered: stop sending
+            break
+        try:
+            sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        except OSError:  # the server closed the connection after answering
+            break
+        sent += len(part)
+    answer = http.client.HTTPResponse(sock)
+    answer.begin()
+    body = json.loads(answer.read())
+    sock.close()
+    return answer.status, body, sent
+
+
+def test_a_chunked_upload_over_the_cap_gets_413_before_the_rest_is_read_and_the_server_goes_on(engine) -> None:
+    from utilities.web.app import MULTIPART_OVERHEAD, create_app
+
+    search_engine, photos, _ = engine
+    cap = 256 * 1024
+    counting = CountingReads(create_app(search_engine, max_upload_bytes=cap, max_waiting_uploads=1))
+    url, server, thread = _serve(counting)
     head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode()
-    sent = []
-
-    def body() -> Iterator[bytes]:  # no Content-Length: requests sends it chunked
-        yield head
-        for _ in range(64):  # 4 MB in all, against a cap of 256 KB
-            sent.append(65536)
-            yield b"\xff" * 65536
-        yield f"\r\n--{boundary}--\r\n".encode()
-
+    parts = [head, *[b"\xff" * 65536] * 64, f"\r\n--{BOUNDARY}--\r\n".encode()]  # 4 MB against 256 KB
+    total = sum(len(part) for part in parts)
     try:
-        answer = requests.post(
-            served.url + "/api/search",
-            data=body(),
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-            timeout=60,
-        )
-        assert answer.status_code == 413 and "larger than" in answer.json()["detail"]
-    except requests.ConnectionError:  # the server may close the connection once it has answered
-        pass
-    assert served.upload(served.photos[0]).status_code == 200
+        status, answer, sent = _post_chunked_slowly(url, parts, pause=0.02)
+        assert status == 413 and answer["detail"] == "the upload is larger than 256 KB: choose a smaller image"
+        assert counting.read > cap  # the guard saw the cap passed ...
+        # ... and read no further than the message that passed it (asyncio reads at most 256 KB at once)
+        assert counting.read <= cap + MULTIPART_OVERHEAD + 256 * 1024, f"the app read {counting.read} bytes"
+        assert sent < total / 2, f"the answer came only after {sent} of {total} bytes were sent"
+        with open(photos[0], "rb") as photo:
+            after = requests.post(url + "/api/search", files={"file": photo}, data={"k": "3"}, timeout=60)
+        assert after.status_code == 200  # the server goes on
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_the_413_names_the_cap_in_a_unit_that_shows_it(served: Served) -> None:
+    # a file over the 256 KB cap in a form under the guard's cap (+ 64 KB): the route's own 413
+    files = {"file": ("big.jpg", b"\xff" * 300_000)}
+    refused = requests.post(served.url + "/api/search", files=files, data={"k": "3"}, timeout=60)
+    assert refused.status_code == 413
+    assert refused.json()["detail"] == "the upload is larger than 256 KB: choose a smaller image"  # not "0 MB"
 
 
 def test_uploads_beyond_the_waiting_bound_get_503_and_pages_stay_fast(served: Served) -> None:
@@ -267,7 +322,9 @@ def test_serving_beyond_this_machine_warns(tmp_path: Path) -> None:
 
 def test_the_duplicates_view_serves_the_saved_search(engine, served: Served) -> None:
     search_engine, photos, _ = engine
+    exact_report = search_engine.duplicates_report_path(exact_only=True)  # shown when no checked search is saved
     search_engine.duplicates_path.unlink(missing_ok=True)
+    exact_report.unlink(missing_ok=True)
     missing = served.get("/api/duplicates")
     assert missing.status_code == 404 and "python -m utilities duplicates" in missing.json()["detail"]
     folder = photos[0].parent
@@ -275,7 +332,7 @@ def test_the_duplicates_view_serves_the_saved_search(engine, served: Served) -> 
     try:
         search_engine.index_folder(folder)
         report = search_engine.find_duplicates(exact_only=True)
-        assert search_engine.duplicates_path.is_file() and len(report.groups) == 1
+        assert exact_report.is_file() and len(report.groups) == 1
         data = served.get("/api/duplicates").json()
         assert data["total_groups"] == 1 and data["removable"] == 1
         keep, other = data["groups"][0]["files"]
@@ -284,5 +341,5 @@ def test_the_duplicates_view_serves_the_saved_search(engine, served: Served) -> 
     finally:
         copy.unlink()
         search_engine.index_folder(folder, prune=True)
-        search_engine.duplicates_path.unlink(missing_ok=True)
+        exact_report.unlink(missing_ok=True)
     assert search_engine.count() == len(photos)

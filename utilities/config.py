@@ -17,6 +17,8 @@ DEFAULT_COLLECTION = "imagenet_collection"
 
 URI_ENV = "MILVUS_URI"
 TOKEN_ENV = "MILVUS_TOKEN"
+CACHE_ENV = "UTILITIES_CACHE_DIR"
+"""Where the package keeps what it remembers between commands (see `cache_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,15 @@ def resolve_target(uri: str | os.PathLike | None = None, token: str | None = Non
     chosen = uri if uri is not None else os.environ.get(URI_ENV) or DEFAULT_LITE_PATH
     chosen_token = token if token is not None else os.environ.get(TOKEN_ENV, "")
     return MilvusTarget(uri=os.fspath(chosen), token=chosen_token)
+
+
+def cache_dir() -> Path:
+    """The folder for what the package remembers between commands (today only the server check of
+    `milvus.storage_probe`): `$UTILITIES_CACHE_DIR`, else `$XDG_CACHE_HOME/milvus-image-similarity`,
+    else `~/.cache/milvus-image-similarity`. Not created here.
+    """
+    chosen = os.environ.get(CACHE_ENV, "").strip()
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
+    return Path(base).expanduser() / "milvus-image-similarity"

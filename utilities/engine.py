@@ -29,6 +29,7 @@ from utilities.milvus.projection_store import load_projection, save_projection
 from utilities.projection import FEW_FOR_A_FIT, FIT_SAMPLE, ProjectedEmbedder, Projection
 
 if TYPE_CHECKING:
+    from utilities.duplicates.moving import MoveResult
     from utilities.duplicates.report import DuplicateReport
     from utilities.indexing.on_ray import RayOptions
 
@@ -149,8 +150,10 @@ class ImageSearchEngine:
                 self.target.uri, self.target.token, self.collection_name, retry_seconds=self.retry_seconds
             )
         store = self._connected
-        if reset and store.exists():
-            store.drop()
+        if reset:
+            if store.exists():
+                store.drop()
+            self._forget_duplicates()
         projection = load_projection(store) if store.exists() else None
         self._check_dims(store, projection)
         if projection is not None or self.dims is not None or check_model:
@@ -200,15 +203,25 @@ class ImageSearchEngine:
     def drop(self) -> bool:
         """Drop the collection and all its rows; returns False if it did not exist.
 
-        The connection stays open: indexing again creates the collection anew.
+        The duplicate searches saved for it (`duplicates_path` and the others of
+        `duplicates.saved`) are removed too, whether it existed or not. The connection stays
+        open: indexing again creates the collection anew.
         """
         try:
             store = self.open_existing()
         except CollectionNotFoundError:
+            self._forget_duplicates()
             return False
         store.drop()
+        self._forget_duplicates()
         self._dropped = True
         return True
+
+    def _forget_duplicates(self) -> None:
+        """Remove the reports and the state of the duplicate searches of this collection (`duplicates.saved`)."""
+        from utilities.duplicates.saved import remove_saved
+
+        remove_saved(self.target, self.collection_name)
 
     def close(self) -> None:
         """Close the connection (for Milvus Lite, also release the file for other processes).
@@ -349,6 +362,7 @@ class ImageSearchEngine:
             raise ValueError(f"collection {self.collection_name!r}: {error}") from error
         save_projection(self.store, projection)
         self._projection = projection
+        self._forget_duplicates()  # searches of vectors made otherwise (`duplicates.provenance` refuses them too)
         plan = Plan(stats=stats)
         records = [
             plan.record(path, vector)
@@ -410,6 +424,8 @@ class ImageSearchEngine:
         exact_only: bool = False,
         workers: int | None = None,
         full: bool = False,
+        keep: str = "original",
+        prefer: Sequence[str | os.PathLike] = (),
     ) -> DuplicateReport:
         """Exact and edited copies among the stored images, from their stored hashes and vectors.
 
@@ -426,20 +442,25 @@ class ImageSearchEngine:
             full: Search every row again. Otherwise, after a first run, only the rows added, changed,
                 moved or removed since the last run and their neighbours are searched, and only new
                 pairs checked (`duplicates.incremental`; the result is that of a full run).
+            keep: Which file of a group to keep: `"original"` (default: see `duplicates.keeper`),
+                `"largest"` (most bytes) or `"oldest"`.
+            prefer: Folders whose files are kept first (a master library over `Downloads/`).
 
         Returns:
             A `duplicates.report.DuplicateReport` (groups, pairs, keepers, removable files), also
-            saved as JSON at `duplicates_path` (the web page's Duplicates view reads it), with the
-            state for the next run beside it (`duplicates_state_path`).
+            saved as JSON with what it was made on (`duplicates_report_path`): a checked search at
+            `duplicates_path`, which the web page's Duplicates view reads; an `exact_only` run and
+            one with `verify=False` under names of their own, so that neither replaces it. Every run
+            but an `exact_only` one keeps the state for the next run (`duplicates_state_path`).
 
         Raises:
             CollectionNotFoundError: The collection does not exist; index a folder first.
         """
         from utilities.duplicates import finder
+        from utilities.duplicates.provenance import Source
+        from utilities.duplicates.saved import save_report
 
-        if self._store is None or self._dropped:  # open it without building the model
-            self._store = self._open(create=False, check_model=False)
-            self._dropped = False
+        self._stored_rows()  # open it without building the model
         report = finder.find_duplicates(
             self._store,
             threshold=finder.DEFAULT_THRESHOLD if threshold is None else threshold,
@@ -450,9 +471,51 @@ class ImageSearchEngine:
             progress=self.progress,
             state_path=self.duplicates_state_path,
             full=full,
+            keep=keep,
+            prefer=prefer,
         )
-        report.save(self.duplicates_path)
+        save_report(report, self.duplicates_report_path(exact_only, verify), Source.of(self._store))
         return report
+
+    def move_removable(
+        self,
+        destination: str | os.PathLike,
+        dry_run: bool = False,
+        report: DuplicateReport | str | os.PathLike | None = None,
+        root: str | os.PathLike | None = None,
+    ) -> MoveResult:
+        """Move the removable files of a duplicate report into `destination`, keeping their paths below
+        the indexed folder; rows and the mapping follow. See `duplicates.moving.move_removable`.
+
+        Args:
+            destination: A folder outside the indexed one; a manifest is written there first.
+            dry_run: Only plan and check: nothing is moved or written.
+            report: The report to act on, or the path of a saved one (default: `duplicates_path`); a saved
+                one must have been made on this collection as it is (`duplicates.saved.load_report`).
+            root: The indexed folder (default: the deepest folder holding every stored file).
+        """
+        from utilities.duplicates import moving
+        from utilities.duplicates.provenance import Source
+        from utilities.duplicates.saved import load_report
+
+        store = self._stored_rows()
+        if report is None or isinstance(report, (str, os.PathLike)):
+            report = load_report(report or self.duplicates_path, Source.of(store))
+        return moving.move_removable(store, report, destination, root, dry_run, self.progress, self.mapping_path)
+
+    def undo_move(self, manifest: str | os.PathLike) -> MoveResult:
+        """Put back the files a `move_removable` moved (or began to move), from its manifest; rows and
+        the mapping follow. See `duplicates.moving.undo_move`."""
+        from utilities.duplicates import moving
+
+        return moving.undo_move(self._stored_rows(), manifest, self.progress, self.mapping_path)
+
+    def _stored_rows(self) -> ImageCollection:
+        """The existing collection, opened without building the model (for work on the stored rows)."""
+        if self._store is None or self._dropped:
+            self._store = self._open(create=False, check_model=False)
+            self._dropped = False
+        return self._store
 
     def mapping(self) -> pd.DataFrame:
         """The id-to-path mapping, read from the collection."""
@@ -465,14 +528,24 @@ class ImageSearchEngine:
 
     @property
     def duplicates_path(self) -> Path:
-        """Where `find_duplicates` saves its report: beside the mapping (`<collection>.duplicates.json`)."""
-        mapping = self.mapping_path
-        return mapping.with_name(mapping.name.removesuffix(".mapping.csv") + ".duplicates.json")
+        """Where `find_duplicates` saves the report of a checked search, the one the web page shows: named
+        after the database and the collection (`db/photos.db`: `db/photos.<collection>.duplicates.json`;
+        a server: `db/<host>_<port>_<collection>.duplicates.json`; see `duplicates.saved`)."""
+        return self.duplicates_report_path()
+
+    def duplicates_report_path(self, exact_only: bool = False, verify: bool = True) -> Path:
+        """Where `find_duplicates` with these settings saves its report: `duplicates_path` for a checked
+        search, `...duplicates.exact.json` for `exact_only`, `...duplicates.unchecked.json` without the check."""
+        from utilities.duplicates.saved import report_kind, report_path
+
+        return report_path(self.target, self.collection_name, report_kind(exact_only, verify))
 
     @property
     def duplicates_state_path(self) -> Path:
-        """What `find_duplicates` keeps for its next run (`<collection>.duplicates.state.npz`)."""
-        return self.duplicates_path.with_suffix(".state.npz")
+        """What `find_duplicates` keeps for its next run (`db/photos.<collection>.duplicates.state.npz`)."""
+        from utilities.duplicates.saved import state_path
+
+        return state_path(self.target, self.collection_name)
 
     def save_mapping(self, path: str | os.PathLike | None = None) -> Path:
         """Rebuild the mapping from the collection and write it (CSV or Parquet).

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from utilities.duplicates.report import DuplicateGroup, DuplicateReport
 
 MAX_SHOWN = 8
 """Images drawn for one group (the keeper first); a larger group says how many more it holds."""
+
+OWN_FIGURES = re.compile(r"group_\d{4,}\.png|nearest\.png")
+"""The names `plot_report` writes: the only files it removes from its folder."""
 
 
 def plot_group(group: DuplicateGroup, outfile: str | os.PathLike, side: int = 256) -> Path:
@@ -62,7 +66,15 @@ def plot_nearest_histogram(report: DuplicateReport, outfile: str | os.PathLike) 
 
 
 def plot_report(report: DuplicateReport, folder: str | os.PathLike) -> list[Path]:
-    """`group_<n>.png` for each group and `nearest.png` (when vectors were searched) in `folder`."""
+    """`group_<n>.png` for each group and `nearest.png` (when vectors were searched) in `folder`.
+
+    The figures an earlier call left there (`OWN_FIGURES`: `group_0007.png` of a group gone since) are
+    removed first; other files are left alone.
+    """
+    existing = Path(folder)
+    for stale in existing.iterdir() if existing.is_dir() else ():
+        if OWN_FIGURES.fullmatch(stale.name) and stale.is_file():
+            stale.unlink(missing_ok=True)
     written = [plot_group(group, Path(folder) / f"group_{n:04d}.png") for n, group in enumerate(report.groups, 1)]
     if report.nearest:
         written.append(plot_nearest_histogram(report, Path(folder) / "nearest.png"))

@@ -4,8 +4,9 @@
    near copies by a k-NN search of every stored vector, scored again exactly.
 2. Near pairs are checked by `verification.compare` (keypoints and a geometric fit) in worker
    processes, with a progress bar; exact copies need no check.
-3. Pairs are joined into groups (connected components), and one file of each is kept
-   (`report.keeper_rule`).
+3. Verified pairs are joined into groups around one kept file each, the original by default
+   (`grouping`, `keeper`); only files checked against that kept file and found inside it are
+   removable.
 
 With a `state_path`, a later run searches and checks only what changed (`incremental`).
 """
@@ -15,13 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 from tqdm.auto import tqdm
 
 from utilities.duplicates.candidates import Candidates, find_candidates
-from utilities.duplicates.incremental import DuplicateState, update_candidates
-from utilities.duplicates.report import DuplicateGroup, DuplicatePair, DuplicateReport, keeper_rule
+from utilities.duplicates.grouping import PairChecks, group_copies
+from utilities.duplicates.incremental import DuplicateState, state_applies, update_candidates
+from utilities.duplicates.keeper import POLICIES as KEEP_POLICIES
+from utilities.duplicates.provenance import Source, probe_cosines
+from utilities.duplicates.report import DuplicatePair, DuplicateReport
 from utilities.duplicates.verification import Verdict, check_rule, compare_pairs, require_opencv
 from utilities.milvus.collection import ImageCollection
 from utilities.records import ImageRecord
@@ -63,38 +68,6 @@ def _verify(pairs: list[tuple[str, str]], workers: int | None, progress: bool) -
     return verdicts
 
 
-def _groups(candidates: Candidates, pairs: list[DuplicatePair], ids_of: dict[str, int]) -> list[DuplicateGroup]:
-    """Connected components of the pairs, largest first, each with its keeper."""
-    parent: dict[int, int] = {}
-
-    def root(node: int) -> int:
-        parent.setdefault(node, node)
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    for pair in pairs:
-        parent[root(ids_of[pair.a])] = root(ids_of[pair.b])
-    members: dict[int, list[int]] = {}
-    for node in list(parent):
-        members.setdefault(root(node), []).append(node)
-    groups = []
-    for ids in members.values():
-        records = [candidates.records[i] for i in ids]
-        keeper = keeper_rule(records)
-        hashes = {record.content_hash for record in records}
-        groups.append(
-            DuplicateGroup(
-                files=sorted(record.path for record in records),
-                keeper=keeper.path,
-                removable=sorted(record.path for record in records if record.id != keeper.id),
-                exact=len(hashes) == 1 and "" not in hashes,
-            )
-        )
-    return sorted(groups, key=lambda group: (-len(group.files), group.files))
-
-
 def _read_records(store: ImageCollection, progress: bool) -> dict[int, ImageRecord]:
     """Every row without its vector, by id."""
     records: dict[int, ImageRecord] = {}
@@ -106,15 +79,12 @@ def _read_records(store: ImageCollection, progress: bool) -> dict[int, ImageReco
 
 
 def _previous_state(
-    store: ImageCollection, identity: str, state_path: str | os.PathLike, threshold: float, neighbours: int
+    store: ImageCollection, source: Source, state_path: str | os.PathLike, threshold: float, neighbours: int
 ) -> DuplicateState | None:
-    """The saved state, if it was made on this collection (`identity`) with these settings."""
+    """The saved state, if it was made on this collection as it is now (`source`, and the probe of its
+    vectors) with these settings (`incremental.state_applies`)."""
     state = DuplicateState.load(state_path)
-    if state is None:
-        return None
-    wanted = (store.name, identity, threshold, neighbours, store.metric)
-    if (state.collection, state.identity, state.threshold, state.neighbours, state.metric) != wanted:
-        logger.info("the saved duplicate search %s used other settings: a full run", state_path)
+    if state is None or not state_applies(state, store, source, threshold, neighbours):
         return None
     return state
 
@@ -129,6 +99,8 @@ def find_duplicates(
     progress: bool = False,
     state_path: str | os.PathLike | None = None,
     full: bool = False,
+    keep: str = "original",
+    prefer: Sequence[str | os.PathLike] = (),
 ) -> DuplicateReport:
     """Find exact and near copies among the collection's images, from its stored hashes and vectors.
 
@@ -145,24 +117,28 @@ def find_duplicates(
             state made with the same settings is there, only what changed since is searched and
             checked (`incremental.update_candidates`): the result is that of a full run.
         full: Search every row even if a saved state could be used (the state is written anew).
+        keep: Which file of a group to keep (`keeper.POLICIES`; default the original).
+        prefer: Folders whose files are kept first.
 
     Returns:
         A `DuplicateReport`.
 
     Raises:
-        ValueError: `threshold` is not between -1 and 1, or `neighbours` is below 1.
+        ValueError: `threshold` is not between -1 and 1, `neighbours` is below 1, or `keep` is unknown.
         ImageSearchError: `verify` is on and OpenCV is missing.
     """
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold {threshold} is not a cosine similarity between -1 and 1 (e.g. 0.65)")
     if neighbours < 1:
         raise ValueError(f"neighbours must be at least 1, got {neighbours}")
+    if keep not in KEEP_POLICIES:
+        raise ValueError(f"unknown keeper policy {keep!r}: choose one of {', '.join(KEEP_POLICIES)}")
     checking = verify and not exact_only
     if checking:
         require_opencv()
     started = time.perf_counter()
     keeping = state_path is not None and not exact_only
-    identity = store.identity() if keeping else ""
+    identity = Source.of(store) if keeping else None
     previous = None if not keeping or full else _previous_state(store, identity, state_path, threshold, neighbours)
     updated = None
     if previous is not None:
@@ -201,8 +177,10 @@ def find_duplicates(
         to_check = []
         for n, ((a, b), _) in enumerate(near):
             kept = saved_checks.get(_check_key(records[a], records[b]))
-            if kept is not None:
-                verdicts[n] = Verdict(kept[0], kept[1])
+            if kept is not None and len(kept) >= 5:
+                verdicts[n] = Verdict(
+                    bool(kept[0]), int(kept[1]), covered_a=kept[2], covered_b=kept[3], related=bool(kept[4])
+                )
             else:
                 to_check.append(n)
         report.checks_reused = len(near) - len(to_check)
@@ -212,10 +190,12 @@ def find_duplicates(
         for n, verdict in zip(to_check, _verify(paths, workers, progress), strict=True):
             verdicts[n] = verdict
     copies = {ids[0]: ids for ids in candidates.exact}
+    checks = PairChecks(enabled=checking)
     for ((a, b), cosine), verdict in zip(near, verdicts, strict=True):
+        if verdict is not None:
+            checks.known[_check_order(records[a], records[b])] = verdict
         if verdict is not None and verdict.error:
-            path, _, reason = verdict.error.partition(": ")
-            report.unreadable[path] = reason
+            report.unreadable[verdict.error_path] = verdict.error
         if verdict is not None and not verdict.verified:
             report.rejected += 1
             continue
@@ -231,8 +211,13 @@ def find_duplicates(
                 )
             )
     report.pairs = pairs
-    ids_of = {record.path: record.id for record in records.values()}
-    report.groups = _groups(candidates, pairs, ids_of)
+    with tqdm(desc="choosing what to keep", unit="group", disable=not progress) as bar:
+        grouping = group_copies(records, pairs, checks, keep, prefer, on_cluster=bar.update)
+    report.groups, report.related, report.keep = grouping.groups, grouping.related, keep
+    report.checks_on_demand = checks.made
+    for verdict in checks.known.values():
+        if verdict.error and verdict.error_path:
+            report.unreadable[verdict.error_path] = verdict.error
     if keeping:
         _save_state(store, identity, state_path, threshold, neighbours, candidates, near, verdicts)
     report.seconds = time.perf_counter() - started
@@ -275,7 +260,7 @@ def _check_key(first: ImageRecord, second: ImageRecord) -> tuple[str, str] | Non
 
 def _save_state(
     store: ImageCollection,
-    identity: str,
+    source: Source,
     state_path: str | os.PathLike,
     threshold: float,
     neighbours: int,
@@ -283,11 +268,11 @@ def _save_state(
     near: list[tuple[tuple[int, int], float]],
     verdicts: list[Verdict | None],
 ) -> None:
-    """Keep what the next run needs: hashes, candidate lists, best cosines and the checks that read both files."""
+    """Keep what the next run needs: hashes, candidate lists, best cosines, the checks that read both files,
+    what the search was made on (`source`) and the probe of the stored vectors (whatever the run found)."""
     records = candidates.records
     state = DuplicateState(
-        collection=store.name,
-        identity=identity,
+        source=source,
         threshold=threshold,
         neighbours=neighbours,
         metric=store.metric,
@@ -295,9 +280,16 @@ def _save_state(
         found_by=candidates.found_by,
         nearest=candidates.nearest,
         check_rule=check_rule(),
+        probe=probe_cosines(store, records),
     )
     for ((a, b), _), verdict in zip(near, verdicts, strict=True):
         key = _check_key(records[a], records[b])
         if verdict is not None and not verdict.error and key is not None:
-            state.checks[key] = (verdict.verified, verdict.inliers)
+            state.checks[key] = (
+                verdict.verified,
+                verdict.inliers,
+                verdict.covered_a,
+                verdict.covered_b,
+                verdict.related,
+            )
     state.save(state_path)

@@ -7,19 +7,52 @@ near it, so after files were added, changed, moved or removed only some lists ca
 - the lists of **new and changed rows** (searched again);
 - the lists of rows that held a **removed or changed row** (searched again: a freed place can let
   another pair in);
-- the lists of rows **within the threshold of a new or changed row**: only such a row can enter
-  another row's list at the threshold (a row that comes in below it only pushes out rows that were
-  below it too). They are found by searching each new or changed row for everything at the
-  threshold, with a limit that grows until the last hit falls below it.
+- the lists of rows **within the threshold of a new or changed row** (`rows_near_changes`; those
+  within `SCORE_MARGIN` below it too): only such a row can enter another row's list, whose pairs are
+  kept on their exact cosine at the threshold (a row that comes in below it only pushes out rows that
+  were below it too). How they are found depends on the index (`searches_exactly`):
+
+  - **exact search** (Milvus Lite, whatever its index, or a server's FLAT index, which `AUTO` builds up
+    to 20,000 rows, `vector_index.FLAT_UP_TO_ROWS`): each new or changed row is searched for everything
+    at the threshold, with a limit that grows until the last hit falls below it. Exact search is
+    symmetric: a row whose own search would find the new row is found by the new row's search.
+  - **approximate search** (any other index: HNSW or SCANN, which `AUTO` builds on a server above
+    20,000 rows, the IVF family, AUTOINDEX), or under exact search a new row with more rows near it
+    than one search returns (`MAX_SEARCH_LIMIT`): a search from the new row can miss a row whose own
+    search finds it (approximate search is not symmetric), so every stored vector is read, in pages,
+    and scored exactly against the new and changed rows on the client
+    (`rows_within_threshold_exactly`). This reads every vector once, as a full run does, but searches
+    only the rows found: COST.
 
 A **moved** file (a row gone and a new row with its content hash: the indexing run keeps its vector)
 keeps its lists under its new id, and so its group. Keypoint checks are kept by the content hashes of
 the two files, so a pair of files that did not change is not checked again.
 
-The state lives beside the report (`<collection>.duplicates.state.npz`): every row's content hash,
-the lists, the best cosines and the checks. It is used only when the collection, the threshold, the
-neighbours and the metric are those of the run that wrote it, and when a few stored vectors still
-give the cosines it recorded; otherwise the run is a full one.
+The state lives beside the report, named after the database and the collection
+(`duplicates.saved.state_path`: `db/photos.<collection>.duplicates.state.npz` for `db/photos.db`):
+every row's content hash, the lists, the best cosines, the checks, and what it was made on. It is
+used only when all of these hold, otherwise the run is a full one:
+
+- the same database, collection, incarnation of it (not dropped and made again) and kind of vectors
+  (dimension, projection): `provenance.Source`;
+- the same threshold, neighbours and metric;
+- the probe: a few rows' stored vectors, recorded by every run whatever it found, give the cosines to
+  a fixed vector they gave then (`provenance.probe_holds`: the collection was not indexed again with
+  another model), and a few saved cosines between candidates still hold (`_cosines_still_hold`).
+
+A state of an earlier version (`STATE_VERSION`) is never used.
+
+**When the result is a full run's.** The rows searched again get their lists as a full run makes them
+(the same Milvus searches, the same exact scores); the others keep theirs from the last run. Under
+exact search a row's list depends only on the vectors: the pairs, groups and checks are a full run's.
+Under an approximate index a row's search also depends on the state of the index, which does not hold
+still between two full runs either: Milvus leaves a sealed segment's index as it is, but it searches
+new rows without it until their segment is sealed and indexed, an HNSW search steps over deleted rows
+(which changes its path), a compaction indexes the rows it merges again, and for a few seconds after a
+load or an insert the same search can return other rows (seen on Milvus 2.3.5 under a sparse HNSW
+index). The result is then a full run's as far as the searches of the rows not searched again give
+what they gave in the last run; a row whose own search could find a new or changed row at the
+threshold is always searched again, whatever the index.
 
 Rows not searched again keep their best cosine from the earlier run in the histogram, where a full
 run could find a closer new row below the threshold: only the histogram can differ.
@@ -38,26 +71,33 @@ import numpy as np
 
 from utilities.atomic import replaced_atomically
 from utilities.duplicates.candidates import (
+    LITE_PAGE_ROWS_WITH_VECTORS,
+    PAGE_ROWS_WITH_VECTORS,
+    SCAN_SCORES_AT_ONCE,
     SCORE_MARGIN,
     Candidates,
     exact_groups,
     milvus_cosines,
     read_vectors,
     search_rows,
+    unit_vectors,
 )
+from utilities.duplicates.provenance import Source, probe_holds
 from utilities.milvus.collection import ImageCollection
 from utilities.milvus.vector_index import MAX_SEARCH_LIMIT
-from utilities.records import ImageRecord
+from utilities.records import ID_FIELD, VECTOR_FIELD, ImageRecord
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2 records the `provenance.Source` and the probe; a state of version 1 is not used."""
 
 CHECKED_ROWS = 8
 """Rows whose recorded cosines are compared with their stored vectors before the state is trusted."""
 
-Check = tuple[bool, int]
-"""A keypoint check's outcome: (verified, inliers)."""
+Check = tuple[bool, int, float, float, bool]
+"""A keypoint check's outcome: (verified, inliers, covered_first, covered_second, related), the first
+file being the one with the smaller content hash."""
 
 
 @dataclass
@@ -65,8 +105,7 @@ class DuplicateState:
     """What a duplicate search leaves for the next one (see the module's notes).
 
     Attributes:
-        collection: The collection's name.
-        identity: The server's collection id and creation time ("" on Milvus Lite, which has none).
+        source: The database, collection, incarnation and kind of vectors searched.
         threshold: Cosine the pairs had to reach.
         neighbours: Nearest rows searched for each row.
         metric: The collection's metric.
@@ -76,10 +115,10 @@ class DuplicateState:
         checks: Keypoint checks by the sorted content hashes of the two files.
         check_rule: The rule those checks were made under (`verification.check_rule`); a run under
             another rule checks again.
+        probe: A few rows' stored vectors' cosines to a fixed vector, by id (`provenance.probe_cosines`).
     """
 
-    collection: str
-    identity: str
+    source: Source
     threshold: float
     neighbours: int
     metric: str
@@ -88,6 +127,12 @@ class DuplicateState:
     nearest: dict[int, float] = field(default_factory=dict)
     checks: dict[tuple[str, str], Check] = field(default_factory=dict)
     check_rule: str = ""
+    probe: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def collection(self) -> str:
+        """The collection's name."""
+        return self.source.collection
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the state as one `.npz` file, atomically (a reader sees the old file or the new one)."""
@@ -98,8 +143,7 @@ class DuplicateState:
         checks = sorted(self.checks.items())
         meta = {
             "version": STATE_VERSION,
-            "collection": self.collection,
-            "identity": self.identity,
+            "source": self.source.as_dict(),
             "threshold": self.threshold,
             "neighbours": self.neighbours,
             "metric": self.metric,
@@ -118,6 +162,10 @@ class DuplicateState:
             "check_hashes": np.array([list(key) for key, _ in checks], dtype=str).reshape(-1, 2),
             "check_verified": np.array([value[0] for _, value in checks], dtype=bool),
             "check_inliers": np.array([value[1] for _, value in checks], dtype=np.int32),
+            "check_covered": np.array([value[2:4] for _, value in checks], dtype=np.float32).reshape(-1, 2),
+            "check_related": np.array([value[4] for _, value in checks], dtype=bool),
+            "probe_ids": np.array(list(self.probe), dtype=np.int64),
+            "probe_cosines": np.array(list(self.probe.values()), dtype=np.float64),
         }
         with replaced_atomically(target, suffix=".npz") as temporary:
             np.savez(temporary, **arrays)
@@ -137,15 +185,18 @@ class DuplicateState:
                         "%s has state version %s, not %s: a full run", target, meta.get("version"), STATE_VERSION
                     )
                     return None
+                origin = Source.from_dict(meta.get("source"))
+                if origin is None:
+                    raise ValueError("it names no source")
                 state = cls(
-                    collection=meta["collection"],
-                    identity=meta["identity"],
+                    source=origin,
                     threshold=float(meta["threshold"]),
                     neighbours=int(meta["neighbours"]),
                     metric=meta["metric"],
                     check_rule=meta.get("check_rule", ""),
                     hashes=dict(zip(saved["ids"].tolist(), saved["hashes"].tolist(), strict=True)),
                     nearest=dict(zip(saved["nearest_ids"].tolist(), saved["nearest"].tolist(), strict=True)),
+                    probe=dict(zip(saved["probe_ids"].tolist(), saved["probe_cosines"].tolist(), strict=True)),
                 )
                 state.found_by = {int(source): {} for source in saved["searched"].tolist()}
                 for source, other, cosine in zip(
@@ -155,17 +206,42 @@ class DuplicateState:
                     strict=True,
                 ):
                     state.found_by.setdefault(source, {})[other] = cosine
-                for (first, second), verified, inliers in zip(
+                for (first, second), verified, inliers, (covered_first, covered_second), related in zip(
                     saved["check_hashes"].tolist(),
                     saved["check_verified"].tolist(),
                     saved["check_inliers"].tolist(),
+                    saved["check_covered"].tolist(),
+                    saved["check_related"].tolist(),
                     strict=True,
                 ):
-                    state.checks[(first, second)] = (bool(verified), int(inliers))
+                    state.checks[(first, second)] = (
+                        bool(verified),
+                        int(inliers),
+                        round(float(covered_first), 3),
+                        round(float(covered_second), 3),
+                        bool(related),
+                    )
                 return state
         except (OSError, ValueError, KeyError, TypeError) as error:
             logger.warning("cannot read the saved duplicate search %s (%s): a full run", target, error)
             return None
+
+
+def state_applies(
+    state: DuplicateState, store: ImageCollection, source: Source, threshold: float, neighbours: int
+) -> bool:
+    """Whether `state` was made on `source` (this database, collection and incarnation, the same kind of
+    vectors) with these settings, and its probe still holds (the module's notes); logs why not."""
+    settings = (("threshold", state.threshold, threshold), ("neighbours", state.neighbours, neighbours))
+    differ = state.source.differences(source) + [name for name, saved, now in settings if saved != now]
+    differ += ["metric"] if state.metric != store.metric else []
+    if differ:
+        logger.info("the saved duplicate search differs in its %s: a full run", ", ".join(differ))
+        return False
+    if not probe_holds(store, state.probe, state.hashes):
+        logger.info("the stored vectors of %s changed since the last duplicate search: a full run", store.name)
+        return False
+    return True
 
 
 @dataclass
@@ -214,13 +290,24 @@ def changes_since(hashes: dict[int, str], records: dict[int, ImageRecord]) -> Ch
     return changes
 
 
+def searches_exactly(store: ImageCollection) -> bool:
+    """Whether the collection's searches are exact k-NN: on Milvus Lite (which scans, whatever the index) or
+    under a server's FLAT index. Every other index (HNSW, SCANN, the IVF family, AUTOINDEX) is approximate."""
+    return store.target.is_lite or store.index_type == "FLAT"
+
+
 def rows_within_threshold(
     store: ImageCollection, ids: list[int], known: dict[int, np.ndarray], threshold: float, neighbours: int
-) -> set[int]:
-    """Every row whose Milvus score to one of `ids` is within `SCORE_MARGIN` of the threshold.
+) -> set[int] | None:
+    """Every row whose Milvus score to one of `ids` is within `SCORE_MARGIN` of the threshold, searching from
+    `ids` (all of them only where searches are exact: `searches_exactly`).
 
     Each row is searched with `neighbours + 1` hits first, then with four times as many while its
-    last hit still reaches the threshold (up to `MAX_SEARCH_LIMIT`).
+    last hit still reaches the threshold.
+
+    Returns:
+        The rows (`ids` left out), or None when a row still had hits within the margin at
+        `MAX_SEARCH_LIMIT`, the most one search returns: the search cannot list them all.
     """
     near: set[int] = set()
     read_vectors(store, ids, known)
@@ -235,10 +322,82 @@ def rows_within_threshold(
             near.update(
                 int(hit["id"]) for hit, c in zip(row_hits, cosines, strict=True) if c >= threshold - SCORE_MARGIN
             )
-            if len(row_hits) == limit and cosines[-1] >= threshold - SCORE_MARGIN and limit < MAX_SEARCH_LIMIT:
+            if len(row_hits) == limit and cosines[-1] >= threshold - SCORE_MARGIN:
+                if limit >= MAX_SEARCH_LIMIT:
+                    return None
                 again.append(row)
         pending, limit = again, min(limit * 4, MAX_SEARCH_LIMIT)
     return near - set(ids)
+
+
+def rows_within_threshold_exactly(
+    store: ImageCollection,
+    ids: list[int],
+    known: dict[int, np.ndarray],
+    threshold: float,
+    on_progress: Callable[[int], None] | None = None,
+) -> set[int]:
+    """Every row whose exact cosine to one of `ids` is within `SCORE_MARGIN` of the threshold, by a scan
+    of every stored vector.
+
+    The vectors are read in pages (`PAGE_ROWS_WITH_VECTORS` rows; `LITE_PAGE_ROWS_WITH_VECTORS` on
+    Milvus Lite) and scored against those of `ids` at most `SCAN_SCORES_AT_ONCE` scores at a time:
+    the client holds one page, the vectors of `ids`, and those of the rows found (added to `known`,
+    for their search).
+
+    Args:
+        store: The collection.
+        ids: The rows searched from (new and changed rows).
+        known: Unit vectors already read, by id; completed with those of `ids` and of the rows found.
+        threshold: Cosine a pair must reach.
+        on_progress: Called with the number of rows read after each page.
+
+    Returns:
+        The rows, `ids` left out.
+    """
+    read_vectors(store, ids, known)
+    present = [row for row in ids if row in known]  # rows deleted meanwhile have no vector
+    if not present:
+        return set()
+    queries = np.stack([known[row] for row in present])
+    page_rows = LITE_PAGE_ROWS_WITH_VECTORS if store.target.is_lite else PAGE_ROWS_WITH_VECTORS
+    step = max(1, SCAN_SCORES_AT_ONCE // page_rows)
+    near: set[int] = set()
+    for page in store.iter_rows((ID_FIELD, VECTOR_FIELD), batch_size=page_rows):
+        vectors = unit_vectors(np.asarray([row[VECTOR_FIELD] for row in page], dtype=np.float32))
+        best = np.full(len(page), -np.inf, dtype=np.float32)
+        for start in range(0, len(queries), step):
+            best = np.maximum(best, (vectors @ queries[start : start + step].T).max(axis=1))
+        for n in np.flatnonzero(best >= threshold - SCORE_MARGIN).tolist():
+            row = int(page[n][ID_FIELD])
+            near.add(row)
+            known.setdefault(row, vectors[n].copy())  # a copy: a view would keep the whole page
+        if on_progress is not None:
+            on_progress(len(page))
+    return near - set(ids)
+
+
+def rows_near_changes(
+    store: ImageCollection,
+    dirty: list[int],
+    known: dict[int, np.ndarray],
+    threshold: float,
+    neighbours: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> set[int]:
+    """The rows whose lists a new or changed row (`dirty`) may enter: those within `SCORE_MARGIN` of the
+    threshold of one, by Milvus searches from `dirty` where searches are exact, else (or when a search
+    cannot list them all) by an exact scan of every stored vector (the module's notes)."""
+    if not dirty:
+        return set()
+    if searches_exactly(store):
+        near = rows_within_threshold(store, dirty, known, threshold, neighbours)
+        if near is not None:
+            return near
+        logger.info("more rows than one search returns are near a new row: scanning every stored vector")
+    else:
+        logger.info("%s has an approximate %s index: scanning every stored vector", store.name, store.index_type)
+    return rows_within_threshold_exactly(store, dirty, known, threshold, on_progress)
 
 
 def _renamed(state: DuplicateState, changes: Changes, records: dict[int, ImageRecord]) -> Candidates:
@@ -290,7 +449,8 @@ def update_candidates(
         state: What the last run saved (same collection, threshold, neighbours and metric).
         threshold: Cosine a pair must reach.
         neighbours: Nearest rows searched for each row.
-        on_progress: Called with the number of rows searched.
+        on_progress: Called with the number of rows read by the exact scan after each page (under an
+            approximate index: `rows_near_changes`), then with the number of rows searched.
 
     Returns:
         The candidates, the changes, and how many rows were searched; None when the saved cosines
@@ -305,7 +465,7 @@ def update_candidates(
         return None
     dirty = sorted(set(changes.new) | set(changes.changed))
     affected = {source for source, others in found.found_by.items() if dropped & set(others)}
-    affected |= rows_within_threshold(store, dirty, known, threshold, neighbours)
+    affected |= rows_near_changes(store, dirty, known, threshold, neighbours, on_progress)
     searched = sorted((set(dirty) | affected) & set(records))
     search_rows(store, searched, known, threshold, neighbours, found)
     if on_progress is not None:

@@ -1,10 +1,9 @@
 """What a duplicate search found: pairs, groups, one file to keep in each, the files one could remove.
 
-The package never deletes or moves a file: the report only names them.
-
-Which file of a group is kept (`keeper_rule`): the largest file (most bytes: usually the
-original, or the least compressed copy), then the shortest path, then the first path in
-alphabetical order.
+A group holds its kept file and the files nearly all found inside it (`grouping`); files that only
+share a region with it, or were linked to it through other files, are `related`, never removable.
+Which file is kept: `keeper` (by default the original). The search itself never moves or deletes
+a file; `moving` moves removable files aside, with an undo.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from utilities.atomic import replaced_atomically
-from utilities.records import ImageRecord
 
 
 @dataclass(frozen=True)
@@ -43,29 +41,43 @@ class DuplicatePair:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files that are all copies of one another (linked by pairs).
+    """A kept file and its copies: each removable file was checked against the kept one and is inside it.
 
     Attributes:
-        files: Its files, sorted.
-        keeper: The file to keep (`keeper_rule`).
-        removable: The others: what one could delete.
+        files: Its files (the keeper and the removable ones, and without the check the candidates linked
+            to the keeper), sorted.
+        keeper: The file to keep (`keeper.choose`).
+        removable: The others: copies of the keeper, nearly all found inside it.
         exact: True when every file has the same content.
+        keeper_reason: Why this file was kept (the step of the keeper policy that decided).
     """
 
     files: list[str]
     keeper: str
     removable: list[str]
     exact: bool
+    keeper_reason: str = ""
 
 
-def keeper_rule(records: list[ImageRecord]) -> ImageRecord:
-    """The record to keep: the largest file, then the shortest path, then the first path.
+@dataclass(frozen=True)
+class RelatedPair:
+    """A file linked to a group's kept file that is not a removable copy of it.
 
-    Example:
-        >>> keeper_rule([ImageRecord(1, "/b/x.jpg", 10), ImageRecord(2, "/a/long/x.jpg", 10)]).path
-        '/b/x.jpg'
+    Attributes:
+        a: The file.
+        b: The kept file it relates to.
+        reason: Why it is not removable.
+        covered_a: Share of `a` found inside `b` by the check (0 when not checked).
+        covered_b: Share of `b` found inside `a`.
+        inliers: Keypoint matches that agreed.
     """
-    return min(records, key=lambda record: (-record.file_size, len(record.path), record.path))
+
+    a: str
+    b: str
+    reason: str
+    covered_a: float = 0.0
+    covered_b: float = 0.0
+    inliers: int = 0
 
 
 @dataclass
@@ -78,7 +90,11 @@ class DuplicateReport:
         threshold: Cosine a near pair had to reach (None for `exact_only`).
         verified: Whether near pairs went through the geometric check.
         pairs: Every pair found (exact ones and, when verified, only the confirmed near ones).
-        groups: Pairs joined into groups, largest first.
+        groups: Groups of copies, largest first.
+        related: Files linked to a kept file without being removable copies of it (a shared region, a
+            collage, a chain of checks), each with the reason.
+        keep: The keeper policy used (`keeper.POLICIES`).
+        checks_on_demand: Pairs checked while grouping (a file against its group's kept file).
         rejected: Near candidates the check did not confirm.
         unreadable: Files that could not be read for the check, with the reason (never fatal).
         nearest: Each row's best cosine to another row, for choosing a threshold.
@@ -95,6 +111,9 @@ class DuplicateReport:
     verified: bool = False
     pairs: list[DuplicatePair] = field(default_factory=list)
     groups: list[DuplicateGroup] = field(default_factory=list)
+    related: list[RelatedPair] = field(default_factory=list)
+    keep: str = "original"
+    checks_on_demand: int = 0
     rejected: int = 0
     unreadable: dict[str, str] = field(default_factory=dict)
     nearest: list[float] = field(default_factory=list, repr=False)
@@ -124,16 +143,19 @@ class DuplicateReport:
             "rows": self.rows,
             "threshold": self.threshold,
             "verified": self.verified,
+            "keep": self.keep,
             "groups": [vars(group) for group in self.groups],
             "pairs": [vars(pair) for pair in self.pairs],
             "duplicates": self.duplicates_map(),
             "removable": self.removable,
+            "related": [vars(pair) for pair in self.related],
             "rejected_candidates": self.rejected,
             "unreadable": self.unreadable,
             "searched": self.searched,
             "incremental": self.incremental,
             "changed": self.changed,
             "checks_reused": self.checks_reused,
+            "checks_on_demand": self.checks_on_demand,
             "seconds": round(self.seconds, 3),
         }
 
@@ -176,7 +198,10 @@ class DuplicateReport:
         if self.rejected:
             lines.append(f"{self.rejected} look-alike pairs were not copies (the keypoint check rejected them)")
         for group in self.groups:
-            lines.append(f"keep {group.keeper}")
+            lines.append(f"keep {group.keeper}" + (f"  ({group.keeper_reason})" if group.keeper_reason else ""))
             lines += [f"     {path}" for path in group.removable]
+        if self.related:
+            lines.append(f"{len(self.related)} files are related to a kept file but not removable copies of it:")
+            lines += [f"  {pair.a} ~ {pair.b}: {pair.reason}" for pair in self.related]
         lines += [f"unreadable: {path}: {reason}" for path, reason in sorted(self.unreadable.items())]
         return "\n".join(lines)

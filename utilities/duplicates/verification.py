@@ -1,32 +1,28 @@
-"""Checking that two images are copies of each other: keypoints matched, then a geometric model fitted.
+"""Checking that two images are copies of each other: keypoints matched, a geometric fit, then the pixels compared.
 
-Vectors alone cannot tell an edited copy from a photo that merely looks alike (two photos of
-the same kind of scene). A copy, cropped, resized, re-encoded, mirrored, brightened or turned
-a little, still shows the same points in the same arrangement: ORB keypoints are found in both
-images (greyscale, longest side `SIDE` px), cross-checked matches are kept, and a similarity
-transform (rotation, uniform scale, shift: `cv2.estimateAffinePartial2D`) is fitted to them with
-RANSAC. The pair is a copy when at least `MIN_INLIERS` matches agree with one plausible
-transform, scaled by `MIN_SCALE` to `1 / MIN_SCALE` and turned by at most `MAX_ROTATION`
-degrees (matches between unrelated photos agree, when they do, on arbitrary ones), and when those
-are at least `MIN_INLIER_SHARE` of the cross-checked matches: in a copy most of the points
-matched are the same points; two photos that merely share a part (a logo, a sign, the same
-building seen again, a region pasted in) agree only there. Both orientations are tried: ORB's
-descriptors are not mirror-invariant, so the second image is also matched mirrored.
+Vectors alone cannot tell an edited copy from a photo that merely looks alike, and keypoints alone
+cannot tell a copy from a picture that shares a region with another (a collage, a side-by-side, a
+photo pasted into a screenshot). The check has three steps, on greyscale images whose longest side
+is `SIDE` px:
 
-Chosen on the committed samples and 3 edited copies of each (crop to 80-95 %, resize 0.6-1.3x,
-JPEG quality 40-90, mirror, brightness +-20 %, rotation +-5 degrees): the 36 pairs of copies had
-19 or more inliers, the 240 pairs of different photos 13 or fewer (at 256 px and 1,000
-keypoints: 12 against 10).
+1. **Keypoints**: ORB keypoints of both images, cross-checked matches, and a similarity transform
+   (rotation, uniform scale, shift: `cv2.estimateAffinePartial2D` with RANSAC). Enough matches
+   (`MIN_INLIERS`, and `MIN_INLIER_SHARE` of them) must agree with one plausible transform (scale
+   `MIN_SCALE` to `1 / MIN_SCALE`, rotation at most `MAX_ROTATION` degrees). ORB is not
+   mirror-invariant, so the second image is also matched mirrored, and each orientation is judged
+   on its own.
+2. **Coverage**: with that transform each image is laid over the other and compared cell by cell
+   (a `GRID` x `GRID` grid, normalised cross-correlation after one brightness and contrast fit, flat
+   cells by their mean). `covered_a` is the share of the first image's cells found in place in the
+   second; `covered_b` the reverse. An edited copy cropped from a photo is covered in full by it; a
+   collage of two photos, a photo beside another, a photo inside a screenshot are only partly.
+3. **Same picture**: the pair is a copy when the image with the larger coverage is covered at least
+   `CONTAINED` (nearly all of it is in the other) and the other at least `OVERLAP` (it is not a
+   small part of a larger picture). A pair whose keypoints agree but whose coverage does not is
+   `related`: reported, never a copy.
 
-The share was added after a larger set (2,000 Imagenette photos, 1,200 edited and 200 exact
-copies: 3,200 images, EfficientNet-Lite0 vectors, 18,785 candidate pairs at cosine 0.6): the
-inlier count alone passed 215 of the look-alike pairs at 0.7 (precision 0.846). The edited copies'
-inliers were 0.68 or more of their matches; those look-alikes' a median 0.11 (99 % below 0.42).
-With a share of 0.4: precision 0.998 at recall 0.983 at cosine 0.65
-(`benchmarks/results/duplicates-efficientnet-3200-share.md`). Of the four look-alike pairs left at
-0.6, two are shots of the same scene seconds apart (a puppy, a fisherman), which the set counts as
-different photos, and two are edited copies of different photos matched on their black
-rotation corners.
+The constants were chosen on the committed samples and their edited copies, collages, side-by-sides,
+padded and pasted copies (`benchmarks/duplicates.py`; the tables are in `benchmarks/results/`).
 
 Needs OpenCV (`pip install 'milvus-image-similarity[duplicates]'`: the headless wheel).
 """
@@ -44,13 +40,13 @@ import numpy as np
 from utilities.errors import ImageLoadError, ImageSearchError
 
 SIDE = 320
-"""Longest side, in pixels, of the greyscale images compared."""
+"""Longest side, in pixels, of the greyscale images compared (decoded at that size or more, then reduced)."""
 
 FEATURES = 1500
 """ORB keypoints looked for in each image."""
 
 MIN_INLIERS = 16
-"""Matches that must agree with one plausible transform for a pair to count as a copy."""
+"""Matches that must agree with one plausible transform for a pair to be checked further."""
 
 MIN_SCALE = 1 / 3
 """Smallest scale of a plausible transform (and 1 / MIN_SCALE the largest)."""
@@ -64,25 +60,54 @@ MIN_INLIER_SHARE = 0.4
 REPROJECTION_PIXELS = 4.0
 """How far (at `SIDE` px) a match may land from where the transform puts it, to agree with it."""
 
+GRID = 12
+"""Cells a side of the grid on which two images laid over each other are compared."""
+
+CELL_CORRELATION = 0.5
+"""Normalised cross-correlation at which a textured cell counts as found in the other image."""
+
+FLAT_DEVIATION = 6.0
+"""Grey-level standard deviation under which a cell is flat (compared by its mean instead)."""
+
+FLAT_DIFFERENCE = 16.0
+"""Largest difference of means, in grey levels, at which two flat cells match."""
+
+CONTAINED = 0.85
+"""Share of the better-covered image that must be found in the other for a pair to be copies."""
+
+OVERLAP = 0.6
+"""Share of the other image that must be found in the first (a part of a larger picture is no copy)."""
+
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the geometric check found for one pair.
+    """What the check found for one pair.
 
     Attributes:
-        verified: The two are copies (enough matches, and enough of them, agree with one plausible
-            transform).
-        inliers: Matches that agree with the best plausible transform (of either orientation).
+        verified: The two are copies of one picture (see the module's notes).
+        inliers: Matches that agree with the transform of the orientation judged.
         matches: Cross-checked matches in that orientation.
-        mirrored: The best transform was found with the second image mirrored.
+        mirrored: That orientation has the second image mirrored.
+        covered_a: Share of the first image found in place in the second (0 to 1).
+        covered_b: Share of the second image found in place in the first.
+        related: The keypoints agree but the coverage does not: the two share a region only.
         error: Why the pair could not be checked (a file missing or not decodable), else "".
+        error_path: The file that could not be read, else "".
     """
 
     verified: bool
     inliers: int = 0
     matches: int = 0
     mirrored: bool = False
+    covered_a: float = 0.0
+    covered_b: float = 0.0
+    related: bool = False
     error: str = ""
+    error_path: str = ""
+
+    def contains(self, first_in_second: bool) -> bool:
+        """Whether the first image (or, with False, the second) is nearly all found in the other."""
+        return (self.covered_a if first_in_second else self.covered_b) >= CONTAINED
 
 
 def _cv2() -> Any:
@@ -102,7 +127,9 @@ def require_opencv() -> None:
 
 
 def grey(path: str | os.PathLike, side: int = SIDE) -> np.ndarray:
-    """The image as uint8 greyscale, its longest side at most `side` px (decoded in bounded memory).
+    """The image as uint8 greyscale, its longest side `side` px (smaller images as they are).
+
+    JPEGs are decoded reduced, to no less than `side` px on their shorter side, then resized.
 
     Raises:
         ImageLoadError: As `images.decoding.load_image`.
@@ -111,20 +138,40 @@ def grey(path: str | os.PathLike, side: int = SIDE) -> np.ndarray:
 
     from utilities.images.decoding import load_image
 
-    image = load_image(path, draft_size=side // 2).convert("L")
+    image = load_image(path, draft_size=side).convert("L")
     image.thumbnail((side, side), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
-def _inliers(cv2: Any, first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple[int, int]:
-    """(inliers, matches) of the best similarity transform from `first`'s keypoints to `second`'s
-    (no inliers when that transform is not plausible)."""
+@dataclass(frozen=True)
+class _Fit:
+    """The transform found between two keypoint sets: inliers, matches and the 2 x 3 matrix (None if none)."""
+
+    inliers: int
+    matches: int
+    transform: np.ndarray | None = None
+    source: np.ndarray | None = None
+    target: np.ndarray | None = None
+
+    def overlay(self, cv2: Any) -> np.ndarray | None:
+        """The transform to lay the images over each other: a full affine fitted to the inliers (a copy
+        squeezed in one direction lines up), or the similarity itself when that fit fails."""
+        if self.transform is None or self.source is None or self.target is None or len(self.source) < 6:
+            return self.transform
+        affine, _ = cv2.estimateAffine2D(
+            self.source, self.target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PIXELS
+        )
+        return self.transform if affine is None else affine
+
+
+def _fit(cv2: Any, first: tuple[Any, Any], second: tuple[Any, Any]) -> _Fit:
+    """The best similarity transform from `first`'s keypoints to `second`'s, if plausible."""
     (points_a, descriptors_a), (points_b, descriptors_b) = first, second
     if descriptors_a is None or descriptors_b is None or len(points_a) < 3 or len(points_b) < 3:
-        return 0, 0
+        return _Fit(0, 0)
     matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(descriptors_a, descriptors_b)
     if len(matches) < 3:
-        return 0, len(matches)
+        return _Fit(0, len(matches))
     source = np.float32([points_a[m.queryIdx].pt for m in matches])
     target = np.float32([points_b[m.trainIdx].pt for m in matches])
     cv2.setRNGSeed(0)  # RANSAC samples at random: the same pair gets the same verdict in every run
@@ -132,16 +179,58 @@ def _inliers(cv2: Any, first: tuple[Any, Any], second: tuple[Any, Any]) -> tuple
         source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PIXELS
     )
     if transform is None or mask is None:
-        return 0, len(matches)
+        return _Fit(0, len(matches))
     scale = math.hypot(transform[0, 0], transform[1, 0])
     rotation = math.degrees(math.atan2(transform[1, 0], transform[0, 0]))
     if not (MIN_SCALE <= scale <= 1 / MIN_SCALE and abs(rotation) <= MAX_ROTATION):
-        return 0, len(matches)
-    return int(mask.sum()), len(matches)
+        return _Fit(0, len(matches))
+    agreeing = mask.ravel().astype(bool)
+    return _Fit(int(agreeing.sum()), len(matches), transform, source[agreeing], target[agreeing])
 
 
-def _features(path: str) -> tuple[Any, Any] | str:
-    """ORB keypoints of the image and of its mirror image, or why it cannot be read."""
+def coverage(cv2: Any, image: np.ndarray, other: np.ndarray, transform: np.ndarray) -> float:
+    """Share of `image`'s grid cells found in place in `other`, `transform` mapping `image` into `other`.
+
+    `other` is warped into `image`'s frame; after one linear fit of the grey levels (a brightened
+    or contrasted copy matches), each cell of a `GRID` x `GRID` grid that lies mostly inside
+    `other` is compared: textured cells by normalised cross-correlation, flat ones by their means.
+    """
+    height, width = image.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    laid = cv2.warpAffine(other, transform, (width, height), flags=flags).astype(np.float32)
+    inside = cv2.warpAffine(np.ones_like(other), transform, (width, height), flags=flags) > 0
+    mine = image.astype(np.float32)
+    if inside.sum() < 16:
+        return 0.0
+    slope, offset = np.polyfit(laid[inside], mine[inside], 1) if laid[inside].std() > 0 else (1.0, 0.0)
+    laid = laid * slope + offset
+    rows = np.linspace(0, height, GRID + 1).astype(int)
+    columns = np.linspace(0, width, GRID + 1).astype(int)
+    found = cells = 0
+    for top, bottom in zip(rows[:-1], rows[1:], strict=True):
+        for left, right in zip(columns[:-1], columns[1:], strict=True):
+            if bottom <= top or right <= left:
+                continue
+            cells += 1
+            within = inside[top:bottom, left:right]
+            if within.mean() < 0.5:
+                continue
+            found += _cell_matches(mine[top:bottom, left:right][within], laid[top:bottom, left:right][within])
+    return found / cells if cells else 0.0
+
+
+def _cell_matches(mine: np.ndarray, laid: np.ndarray) -> bool:
+    """Whether one cell's pixels and the other image's pixels laid over them show the same thing."""
+    deviation_mine, deviation_laid = float(mine.std()), float(laid.std())
+    if deviation_mine < FLAT_DEVIATION or deviation_laid < FLAT_DEVIATION:
+        both_flat = deviation_mine < FLAT_DEVIATION and deviation_laid < FLAT_DEVIATION
+        return both_flat and abs(float(mine.mean()) - float(laid.mean())) <= FLAT_DIFFERENCE
+    correlation = float(((mine - mine.mean()) * (laid - laid.mean())).mean()) / (deviation_mine * deviation_laid)
+    return correlation >= CELL_CORRELATION
+
+
+def _features(path: str) -> tuple[np.ndarray, Any, Any] | str:
+    """The greyscale image and ORB keypoints of it and of its mirror image, or why it cannot be read."""
     try:
         status = os.stat(path)
     except OSError:
@@ -150,16 +239,17 @@ def _features(path: str) -> tuple[Any, Any] | str:
 
 
 @functools.lru_cache(maxsize=64)
-def _features_of(path: str, stamp: tuple[int, int] | None) -> tuple[Any, Any] | str:
+def _features_of(path: str, stamp: tuple[int, int] | None) -> tuple[np.ndarray, Any, Any] | str:
     """`_features`, cached by path and `(size, mtime_ns)` (a file is in several pairs, and a worker
     gets the pairs sorted by their first file; a file changed meanwhile is read again)."""
     cv2 = _cv2()
     try:
         image = grey(path)
     except ImageLoadError as error:
-        return f"{error.path}: {error.reason}"
+        return f"{error.path}\0{error.reason}"
     orb = cv2.ORB_create(nfeatures=FEATURES)
-    return orb.detectAndCompute(image, None), orb.detectAndCompute(np.ascontiguousarray(image[:, ::-1]), None)
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    return image, orb.detectAndCompute(image, None), orb.detectAndCompute(mirrored, None)
 
 
 def compare(path_a: str, path_b: str) -> Verdict:
@@ -171,18 +261,39 @@ def compare(path_a: str, path_b: str) -> Verdict:
     first, second = _features(path_a), _features(path_b)
     for found in (first, second):
         if isinstance(found, str):
-            return Verdict(False, error=found)
-    best = (0, 0, False)
-    for mirrored, found_b in ((False, second[0]), (True, second[1])):
-        inliers, matches = _inliers(cv2, first[0], found_b)
-        if inliers > best[0] or (not mirrored and not best[1]):
-            best = (inliers, matches, mirrored)
-    inliers, matches, mirrored = best
-    return Verdict(is_copy(inliers, matches), inliers, matches, mirrored)
+            path, _, reason = found.partition("\0")
+            return Verdict(False, error=reason, error_path=path)
+    return judge(cv2, first, second)  # type: ignore[arg-type]
+
+
+def judge(cv2: Any, first: tuple[np.ndarray, Any, Any], second: tuple[np.ndarray, Any, Any]) -> Verdict:
+    """The verdict on two images' `_features`: each orientation judged, the best one kept."""
+    best = Verdict(False)
+    for mirrored in (False, True):
+        fit = _fit(cv2, first[1], second[2] if mirrored else second[1])
+        verdict = Verdict(False, fit.inliers, fit.matches, mirrored)
+        if fit.transform is not None and is_copy(fit.inliers, fit.matches):
+            other = np.ascontiguousarray(second[0][:, ::-1]) if mirrored else second[0]
+            overlay = fit.overlay(cv2)
+            inverse = cv2.invertAffineTransform(overlay)
+            covered_a = coverage(cv2, first[0], other, overlay)
+            covered_b = coverage(cv2, other, first[0], inverse)
+            same = same_picture(covered_a, covered_b)
+            verdict = Verdict(
+                same, fit.inliers, fit.matches, mirrored, round(covered_a, 3), round(covered_b, 3), related=not same
+            )
+        if _rank(verdict) > _rank(best):
+            best = verdict
+    return best
+
+
+def _rank(verdict: Verdict) -> tuple[bool, bool, int]:
+    """Orders verdicts: a copy first, then a related pair, then by inliers."""
+    return verdict.verified, verdict.related, verdict.inliers
 
 
 def is_copy(inliers: int, matches: int) -> bool:
-    """The rule: at least `MIN_INLIERS` inliers, and at least `MIN_INLIER_SHARE` of the matches.
+    """The keypoint rule: at least `MIN_INLIERS` inliers, and at least `MIN_INLIER_SHARE` of the matches.
 
     Example:
         >>> is_copy(40, 60), is_copy(40, 300), is_copy(12, 14)
@@ -191,11 +302,24 @@ def is_copy(inliers: int, matches: int) -> bool:
     return inliers >= MIN_INLIERS and inliers >= MIN_INLIER_SHARE * matches
 
 
+def same_picture(covered_a: float, covered_b: float) -> bool:
+    """The coverage rule: one image nearly all in the other (`CONTAINED`), the other mostly in it (`OVERLAP`).
+
+    Example:
+        >>> same_picture(1.0, 0.7), same_picture(1.0, 0.5), same_picture(0.6, 0.6)
+        (True, False, False)
+    """
+    return max(covered_a, covered_b) >= CONTAINED and min(covered_a, covered_b) >= OVERLAP
+
+
 def check_rule() -> str:
     """The check's settings in one string: a saved verdict is reused only under the same rule."""
     return (
-        f"orb {FEATURES} at {SIDE} px; inliers >= {MIN_INLIERS} and >= {MIN_INLIER_SHARE} of matches; "
-        f"scale {MIN_SCALE:.3f}-{1 / MIN_SCALE:.3f}, rotation <= {MAX_ROTATION}, {REPROJECTION_PIXELS} px"
+        f"orb {FEATURES} at {SIDE} px; inliers >= {MIN_INLIERS} and >= {MIN_INLIER_SHARE} of matches, "
+        "either orientation; "
+        f"scale {MIN_SCALE:.3f}-{1 / MIN_SCALE:.3f}, rotation <= {MAX_ROTATION}, {REPROJECTION_PIXELS} px; "
+        f"grid {GRID}, ncc {CELL_CORRELATION}, flat {FLAT_DEVIATION}/{FLAT_DIFFERENCE}; "
+        f"contained {CONTAINED}, overlap {OVERLAP}"
     )
 
 

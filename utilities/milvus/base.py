@@ -19,6 +19,17 @@ T = TypeVar("T")
 
 DEFAULT_METRIC = "COSINE"
 
+CREATED_MARK = "; created "
+"""What precedes the creation stamp in a collection's description (`creation_stamp`)."""
+
+
+def creation_stamp() -> str:
+    """A stamp no other collection gets: the time in nanoseconds and a random part."""
+    import time
+    import uuid
+
+    return f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
+
 
 class CollectionBase:
     """A named collection on a connection, with cached facts about its schema and index.
@@ -107,13 +118,18 @@ class CollectionBase:
         return self._dimension_cache
 
     def identity(self) -> str:
-        """The server's id and creation time of the collection, so that one dropped and made again under
-        the same name is told apart ("" on Milvus Lite, which reports neither)."""
+        """What tells this collection apart from one dropped and made again under the same name: the
+        server's id and creation time of it; on Milvus Lite, which reports neither, the creation stamp
+        written into its description (`CREATED_MARK`; "" for a collection made before the package
+        wrote one)."""
         described = self._retrying(
             "describe_collection", lambda client: client.describe_collection(self.name, timeout=self._timeout)
         )
         identity = f"{described.get('collection_id', 0)}:{described.get('created_timestamp', 0)}"
-        return "" if identity == "0:0" else identity
+        if identity != "0:0":
+            return identity
+        _, marked, stamp = str(described.get("description", "")).rpartition(CREATED_MARK)
+        return f"created {stamp.strip()}" if marked and stamp.strip() else ""
 
     def _forget_schema(self) -> None:
         """Drop what was cached about the collection (after it is created or dropped)."""

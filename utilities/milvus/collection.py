@@ -23,7 +23,7 @@ from typing import Any
 
 from utilities.config import DEFAULT_COLLECTION, MilvusTarget
 from utilities.errors import CollectionMismatchError, CollectionNotFoundError
-from utilities.milvus.base import DEFAULT_METRIC
+from utilities.milvus.base import CREATED_MARK, DEFAULT_METRIC, creation_stamp
 from utilities.milvus.chunks import chunked
 from utilities.milvus.connection import LITE_BUSY_WAIT_SECONDS, MilvusConnection, connect
 from utilities.milvus.retry import RetryPolicy
@@ -199,8 +199,10 @@ class ImageCollection(CollectionRows, CollectionIndex):
     def _create(self, dimension: int, metric: str) -> None:
         from pymilvus import DataType, MilvusClient
 
-        schema = MilvusClient.create_schema(
-            auto_id=False, enable_dynamic_field=False, description="image embeddings and their paths"
+        schema = MilvusClient.create_schema(  # the stamp tells this collection from one made again (`identity`)
+            auto_id=False,
+            enable_dynamic_field=False,
+            description=f"image embeddings and their paths{CREATED_MARK}{creation_stamp()}",
         )
         schema.add_field(ID_FIELD, DataType.INT64, is_primary=True)
         schema.add_field(PATH_FIELD, DataType.VARCHAR, max_length=PATH_MAX_BYTES)

@@ -11,20 +11,33 @@ the launcher runs the server in `DIR`), the cache writes beside the data and not
 
 The package reads stored vectors for re-ranking, moved files, search by row id and duplicates, so before
 the first such read under these indexes on such a server it asks the server itself: `check_vector_reads`
-writes a small scratch collection, reads its vectors under IVF_SQ8, loads it again and reads them again.
-Servers that do not report `-lite` (a Docker standalone, a cluster, both on MinIO or S3 by default) are
-not probed; this package's tests run the PyPI server only.
+writes a small scratch collection, reads its vectors under IVF_SQ8, loads it again and reads them again
+(about 30 s). Servers that do not report `-lite` (a Docker standalone, a cluster, both on MinIO or S3 by
+default) are not probed; this package's tests run the PyPI server only.
+
+The answer holds until the server restarts (only a restart can change its `localStorage.path`), so it is
+remembered per server start: on the connection, and in `server-checks.json` in `config.cache_dir()`
+(`~/.cache/milvus-image-similarity/` unless `$UTILITIES_CACHE_DIR` or `$XDG_CACHE_HOME` says otherwise),
+keyed by the server's address and its start time (`milvus.server_start`). Later commands against the
+same running server read the answer there; a restarted server is probed again. Where the start time
+cannot be asked or the file cannot be written, each new connection probes again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from utilities.errors import ImageSearchError
+from utilities.atomic import replaced_atomically
+from utilities.config import cache_dir
+from utilities.errors import ImageSearchError, MilvusUnavailableError
+from utilities.milvus.server_start import server_started
 from utilities.records import ID_FIELD, VECTOR_FIELD
 
 if TYPE_CHECKING:
@@ -40,6 +53,9 @@ PROBE_ROWS = 2_048
 """Rows of the scratch collection: above the 1,024 rows from which a sealed segment gets its index."""
 
 PROBE_DIMENSION = 8
+
+VERDICTS_FILE = "server-checks.json"
+"""The file in `config.cache_dir()` that remembers each server's answer until it restarts."""
 
 FIX = (
     "start the server with a relative storage path, `milvus-server --data DIR --extra-config "
@@ -65,35 +81,58 @@ def needs_check(server_version: str) -> bool:
 
 def check_vector_reads(connection: MilvusConnection) -> None:
     """Raise before the first read of stored vectors under IVF_SQ8 / IVF_PQ on a server that would delete
-    them; the answer is kept on the connection, so each connection asks at most once.
+    them. The answer is kept on the connection and, until the server restarts, in `VERDICTS_FILE` in
+    `config.cache_dir()`: a server is probed once per start, not once per command.
 
     Raises:
         VectorReadsDestroyVectorsError: The scratch collection's vectors could not be read again after
             being read once and loaded again (its message says what to do).
+        MilvusUnavailableError: The server stopped answering during the check.
+        Exception: Any other failure of the check before that second read (the rights to create a
+            collection, say), as it came: it says nothing about the stored vectors.
     """
     if connection.target.is_lite or connection.vector_reads_checked:
         return
     version = str(connection.retrying("get_server_version", lambda client: client.get_server_version()))
-    if needs_check(version) and not vectors_survive_reads(connection):
-        raise VectorReadsDestroyVectorsError(
-            f"the Milvus server at {connection.target.shown} ({version}) deletes stored vectors when they are "
-            "read under IVF_SQ8 or IVF_PQ (its localStorage.path is absolute; checked on a scratch collection "
-            f"just now): nothing was read. To keep your vectors, {FIX}"
-        )
+    if needs_check(version):
+        address = connection.target.shown
+        started = server_started(connection)
+        known = remembered_verdict(address, started)
+        if known is None:
+            kept, when = vectors_survive_reads(connection), "just now"
+            if started is not None:
+                remember_verdict(address, started, kept, version)
+        else:
+            kept, when = known["vectors_survive_reads"], f"at {known['checked']}, since it last started"
+        if not kept:
+            raise VectorReadsDestroyVectorsError(
+                f"the Milvus server at {address} ({version}) deletes stored vectors when they are read under "
+                "IVF_SQ8 or IVF_PQ (its localStorage.path is absolute; checked on a scratch collection "
+                f"{when}): nothing was read. To keep your vectors, {FIX}"
+            )
     connection.vector_reads_checked = True
 
 
 def vectors_survive_reads(connection: MilvusConnection) -> bool:
     """Write a scratch collection, read its vectors under IVF_SQ8, load it again and read them again.
 
+    Only the second read's failure means the vectors were lost (the damaged server answers
+    `invalid local path`); a failure of any step before it is not an answer, and is raised as it came.
+
     Returns:
         Whether the second read returned the vectors written. The scratch collection is dropped.
+
+    Raises:
+        MilvusUnavailableError: The server stopped answering (the scratch collection may be left behind:
+            its name is logged).
+        Exception: Whatever a step before the second read raised (a refused collection, a timeout).
     """
     from utilities.milvus.collection import ImageCollection
 
     probe = ImageCollection(connection, f"vector_read_probe_{uuid.uuid4().hex[:12]}")
     vectors = np.random.default_rng(0).normal(size=(PROBE_ROWS, PROBE_DIMENSION)).astype(np.float32)
     ids = list(range(PROBE_ROWS))
+    failure: BaseException | None = None
     try:
         probe.ensure(dimension=PROBE_DIMENSION)
         probe.insert([f"/probe/{i}" for i in ids], vectors, ids=ids, upsert=False)
@@ -102,18 +141,89 @@ def vectors_survive_reads(connection: MilvusConnection) -> bool:
         read_vectors(probe, ids[:4])
         probe.release()
         probe.load()
-        again = read_vectors(probe, ids[:4])
-        kept = sorted(again) == ids[:4] and all(np.allclose(again[i], vectors[i], atol=1e-5) for i in again)
-    except Exception as error:  # noqa: BLE001 - the damaged server answers with a generic MilvusException
-        logger.info("vector read probe failed: %s", str(error).splitlines()[0][:300])
-        kept = False
-    finally:
         try:
-            probe.drop()
-        except Exception as error:  # noqa: BLE001 - a scratch collection left behind is only reported
-            logger.warning("could not drop the scratch collection %s: %s", probe.name, error)
+            again = read_vectors(probe, ids[:4])
+        except MilvusUnavailableError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the damaged server answers with a generic MilvusException
+            logger.info("the second read of the vector read probe failed: %s", str(error).splitlines()[0][:300])
+            kept = False
+        else:
+            kept = sorted(again) == ids[:4] and all(np.allclose(again[i], vectors[i], atol=1e-5) for i in again)
+    except BaseException as error:
+        failure = error
+        raise
+    finally:
+        _drop_scratch(probe, failure)
     logger.info("stored vectors %s a read under IVF_SQ8 on %s", "survive" if kept else "do not survive", probe.name)
     return kept
+
+
+def _drop_scratch(probe: ImageCollection, failure: BaseException | None) -> None:
+    """Drop the scratch collection; what stops that is only logged (as a warning unless the probe itself
+    failed, whose error tells the story)."""
+    if isinstance(failure, MilvusUnavailableError):
+        logger.warning("the scratch collection %s may be left on the server: drop it once it is back", probe.name)
+        return
+    try:
+        probe.drop()
+    except Exception as error:  # noqa: BLE001 - a scratch collection left behind is only reported
+        log = logger.debug if failure is not None else logger.warning
+        log("could not drop the scratch collection %s: %s", probe.name, str(error).splitlines()[0][:300])
+
+
+def verdicts_path() -> Path:
+    """The file that remembers each server's answer: `VERDICTS_FILE` in `config.cache_dir()`."""
+    return cache_dir() / VERDICTS_FILE
+
+
+def remembered_verdict(address: str, started: str | None) -> dict[str, Any] | None:
+    """The answer remembered for the server at `address` if it was given since that server `started`
+    (`milvus.server_start.server_started`), else None: `{"vectors_survive_reads": bool, "checked": ...}`."""
+    if started is None:
+        return None
+    try:
+        entry = _read_verdicts().get(address)
+    except (OSError, ValueError) as error:
+        logger.debug("no remembered server checks in %s: %s", verdicts_path(), error)
+        return None
+    if not isinstance(entry, dict) or entry.get("started") != started:
+        return None
+    if not isinstance(entry.get("vectors_survive_reads"), bool):
+        return None
+    logger.info("the server at %s was checked at %s since it started (%s)", address, entry.get("checked"), started)
+    return entry
+
+
+def remember_verdict(address: str, started: str, kept: bool, version: str) -> None:
+    """Remember the answer of the server at `address` until it restarts (a failure to write is only logged)."""
+    path = verdicts_path()
+    try:
+        try:
+            verdicts = _read_verdicts()
+        except (OSError, ValueError):
+            verdicts = {}
+        verdicts[address] = {
+            "started": started,
+            "version": version,
+            "vectors_survive_reads": kept,
+            "checked": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        with replaced_atomically(path) as temporary:
+            temporary.write_text(json.dumps(verdicts, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as error:
+        logger.info("could not remember the server check in %s (the next command checks again): %s", path, error)
+
+
+def _read_verdicts() -> dict[str, Any]:
+    """The remembered answers by server address ({} if there is no file yet)."""
+    path = verdicts_path()
+    if not path.exists():
+        return {}
+    verdicts = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(verdicts, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return verdicts
 
 
 def read_vectors(probe: ImageCollection, ids: list[int]) -> dict[int, np.ndarray]:

@@ -10,8 +10,10 @@ python-multipart). Routes:
 - `GET /api/rows/{id}/thumbnail` and `GET /api/rows/{id}/image`: a stored row's file, resized
   on the server or as it is;
 - `GET /api/info`: the collection's name, row count, index, metric and model;
-- `GET /api/duplicates?limit=100`: the groups of copies the last duplicate search saved (`python -m
-  utilities duplicates`), each file by row id with its thumbnail, the one to keep marked;
+- `GET /api/duplicates?limit=100`: the groups of copies the last duplicate search of this database and
+  collection saved (`python -m utilities duplicates`; `--exact-only` when no checked search was saved;
+  never one made before the collection was dropped or indexed again: `duplicates.saved`), each file by
+  row id with its thumbnail, the one to keep marked;
 - `GET /openapi.json`: the API's OpenAPI description (no `/docs` page: FastAPI's loads its
   scripts from a CDN, which the page's Content-Security-Policy blocks and offline machines lack).
 
@@ -215,19 +217,21 @@ class SearchService:
     def duplicates(self, limit: int) -> dict[str, Any]:
         """The groups of copies the last `find_duplicates` saved, largest first, at most `limit`.
 
-        Raises:
-            FileNotFoundError: No duplicate search was saved for this collection.
-        """
-        import json
+        The report of the last checked search of this database and collection (`engine.duplicates_path`);
+        when there is none, that of the last `exact_only` run. Only a report made on this collection as it
+        is (`duplicates.saved.load_report`); never one of a search without the keypoint check.
 
+        Raises:
+            FileNotFoundError: No duplicate search was saved for this collection, or it was made before
+                the collection was dropped or indexed again.
+        """
+        from utilities.duplicates.provenance import Source
+        from utilities.duplicates.saved import load_report
         from utilities.ids import path_id
 
-        saved = self.engine.duplicates_path
-        if not saved.is_file():
-            raise FileNotFoundError(
-                "no duplicate search is saved for this collection: run `python -m utilities duplicates` first"
-            )
-        report = json.loads(saved.read_text(encoding="utf-8"))
+        checked, exact = self.engine.duplicates_path, self.engine.duplicates_report_path(exact_only=True)
+        saved = checked if checked.is_file() or not exact.is_file() else exact
+        report = load_report(saved, Source.of(self.store))
         groups = []
         for group in report["groups"][:limit]:
             files = []
@@ -243,7 +247,7 @@ class SearchService:
                         "image": _row_url(row_id, "image"),
                     }
                 )
-            groups.append({"exact": group["exact"], "files": files})
+            groups.append({"exact": group["exact"], "keeper_reason": group.get("keeper_reason", ""), "files": files})
         return {
             "created": report.get("created"),
             "rows": report["rows"],
@@ -251,6 +255,7 @@ class SearchService:
             "verified": report["verified"],
             "total_groups": len(report["groups"]),
             "removable": len(report["removable"]),
+            "related": len(report.get("related", [])),
             "groups": groups,
         }
 
@@ -446,4 +451,18 @@ def create_app(
 
 
 def _too_large(limit: int) -> str:
-    return f"the upload is larger than {limit / 1024 / 1024:.0f} MB: choose a smaller image"
+    """The 413's message for an upload cap of `limit` bytes, in MB, KB or bytes (`_size`: never "0 MB")."""
+    return f"the upload is larger than {_size(limit)}: choose a smaller image"
+
+
+def _size(count: int) -> str:
+    """`count` bytes in the largest unit that keeps it at 1 or more, with at most one decimal.
+
+    Example:
+        >>> [_size(n) for n in (20 * 1024 * 1024, 1536 * 1024, 256 * 1024, 1000)]
+        ['20 MB', '1.5 MB', '256 KB', '1000 bytes']
+    """
+    for unit, scale in (("MB", 1024 * 1024), ("KB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{count} bytes"

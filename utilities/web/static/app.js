@@ -132,13 +132,21 @@ async function showDuplicates() {
       const title = document.createElement("h2");
       title.textContent = `${group.exact ? "Exact copies" : "Copies"}: ${group.files.length} files`;
       section.append(title);
+      if (group.keeper_reason) {
+        const why = document.createElement("p");
+        why.className = "why";
+        why.textContent = `kept: ${group.keeper_reason}`;
+        section.append(why);
+      }
       for (const file of group.files) section.append(thumbnailFigure(file, file.keep ? "result keep" : "result"));
       grid.append(section);
     }
     const shown = data.groups.length < data.total_groups ? ` (the first ${data.groups.length})` : "";
     $("status").textContent =
       `${data.total_groups} groups of copies${shown} among ${data.rows} images; ` +
-      `${data.removable} files could be removed, keeping one a group (search saved ${data.created}). Nothing is deleted here.`;
+      `${data.removable} files could be removed, keeping one a group` +
+      (data.related ? `; ${data.related} more are related to a kept file but not copies of it` : "") +
+      ` (search saved ${data.created}). Nothing is deleted here.`;
     document.body.dataset.duplicates = String(data.total_groups);
   } catch (error) {
     $("status").textContent = "";

@@ -1,0 +1,200 @@
+"""What a duplicate report tells people to remove: only copies found inside their group's kept file, and
+the original kept (enlarged, re-encoded and mirrored copies included); collages, side-by-sides and
+padded photos related, never removable. Real photos (`tests/data/samples`), real Milvus Lite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from tests.conftest import SAMPLES
+from utilities.duplicates.finder import find_duplicates
+from utilities.duplicates.grouping import PairChecks, group_copies
+from utilities.duplicates.keeper import choose, is_enlargement, is_reencoded_from
+from utilities.duplicates.report import DuplicatePair
+from utilities.duplicates.verification import SIDE, Verdict, _rank, compare, grey
+from utilities.ids import stored_path
+from utilities.indexing.pipeline import index_folder
+from utilities.milvus.collection import ImageCollection
+from utilities.records import ImageRecord
+
+LOW_THRESHOLD = 0.3
+"""Random-weights vectors say little: let nearly every pair through, so that the check decides."""
+
+
+def _photo(name: str) -> Image.Image:
+    return Image.open(SAMPLES / f"{name}.jpg").convert("RGB")
+
+
+def _save(image: Image.Image, path: Path, quality: int = 85, mtime_ns: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, quality=quality)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+def _collage(left: Image.Image, right: Image.Image) -> Image.Image:
+    """The left half of one photo beside the right half of another, at the first one's size."""
+    width, height = left.size
+    right = right.resize(left.size)
+    made = Image.new("RGB", left.size)
+    made.paste(left.crop((0, 0, width // 2, height)), (0, 0))
+    made.paste(right.crop((width // 2, 0, width, height)), (width // 2, 0))
+    return made
+
+
+def _side_by_side(first: Image.Image, second: Image.Image) -> Image.Image:
+    width, height = first.size
+    made = Image.new("RGB", (2 * width, height))
+    made.paste(first, (0, 0))
+    made.paste(second.resize(first.size), (width, 0))
+    return made
+
+
+def _record(path: Path, row: int) -> ImageRecord:
+    status = path.stat()
+    return ImageRecord(row, str(path), status.st_size, status.st_mtime_ns)
+
+
+def test_a_collage_passes_the_keypoints_of_both_parts_but_is_a_copy_of_neither(tmp_path: Path) -> None:
+    photo_a, photo_d = _photo("astronaut"), _photo("coffee")
+    a, d = _save(photo_a, tmp_path / "a.jpg"), _save(photo_d.resize(photo_a.size), tmp_path / "d.jpg")
+    collage = _save(_collage(photo_a, photo_d), tmp_path / "collage.jpg")
+    for part in (a, d):
+        verdict = compare(str(collage), str(part))
+        assert verdict.inliers >= 16 and verdict.related and not verdict.verified
+        assert verdict.covered_a < 0.6
+    assert not compare(str(a), str(d)).verified
+
+
+def test_the_chain_through_a_collage_makes_no_group_and_lists_nothing_unique(tmp_path: Path) -> None:
+    """The defect reproduced: A~collage and D~collage passed, so A, the collage and D made one group and
+    two of them were removable. Now the chain is reported as related and nothing of it is removable."""
+    photo_a, photo_d = _photo("astronaut"), _photo("coffee")
+    paths = [
+        _save(photo_a, tmp_path / "a.jpg"),
+        _save(_collage(photo_a, photo_d), tmp_path / "collage.jpg"),
+        _save(photo_d.resize(photo_a.size), tmp_path / "d.jpg"),
+    ]
+    records = {row: _record(path, row) for row, path in enumerate(paths)}
+    chain = [
+        DuplicatePair(str(paths[0]), str(paths[1]), 0.9, "near"),
+        DuplicatePair(str(paths[1]), str(paths[2]), 0.9, "near"),
+    ]
+    grouping = group_copies(records, chain, PairChecks())
+    assert grouping.groups == []
+    assert len(grouping.related) >= 2 and {pair.a for pair in grouping.related} | {
+        pair.b for pair in grouping.related
+    } == {str(path) for path in paths}
+    assert any("shares a region only" in pair.reason for pair in grouping.related)
+
+
+@pytest.fixture
+def tricky(tmp_path: Path) -> dict[str, Path]:
+    """Two photos, an edited copy of the first, a collage of both, a side-by-side of both, a padded copy."""
+    photo_a, photo_d = _photo("astronaut"), _photo("camera")
+    width, height = photo_a.size
+    root = tmp_path / "lib"
+    return {
+        "a": _save(photo_a, root / "a.jpg", 80),
+        "d": _save(photo_d.resize(photo_a.size), root / "d.jpg", 80),
+        "a_crop": _save(photo_a.crop((30, 30, width - 20, height - 25)), root / "edits" / "a_crop.jpg", 95),
+        "collage": _save(_collage(photo_a, photo_d), root / "made" / "collage.jpg", 90),
+        "side_by_side": _save(_side_by_side(photo_a, photo_d), root / "made" / "side_by_side.jpg", 90),
+        "padded": _save(ImageOps.expand(photo_a, border=width // 6, fill=(0, 0, 0)), root / "made" / "padded.jpg", 95),
+    }
+
+
+def test_only_copies_inside_the_kept_file_are_removable_end_to_end(
+    store: ImageCollection, embedder, tricky: dict[str, Path]
+) -> None:
+    index_folder(tricky["a"].parent, store, embedder, batch_size=8, progress=False)
+    report = find_duplicates(store, threshold=LOW_THRESHOLD, neighbours=5, workers=1)
+    shown = {name: stored_path(path) for name, path in tricky.items()}
+    assert [(group.keeper, group.removable) for group in report.groups] == [(shown["a"], [shown["a_crop"]])]
+    for name in ("d", "collage", "side_by_side", "padded"):
+        assert shown[name] not in report.removable and shown[name] not in report.duplicates_map()
+    assert "related" in report.as_dict() and report.groups[0].keeper_reason
+
+
+def test_the_original_is_kept_over_enlarged_reencoded_and_mirrored_copies(tmp_path: Path) -> None:
+    """The copies have more bytes than the original, and the enlarged one more pixels; names are random
+    and every copy has the original's modification time: the files alone must give the answer."""
+    photo = _photo("coffee")
+    width, height = photo.size
+    stamp = 1_700_000_000_000_000_000
+    original = _save(photo, tmp_path / "x81.jpg", 75, stamp)
+    source = Image.open(original).convert("RGB")
+    copies = [
+        _save(
+            source.resize((int(width * 1.25), int(height * 1.25)), Image.Resampling.BICUBIC),
+            tmp_path / "b07.jpg",
+            95,
+            stamp,
+        ),
+        _save(source, tmp_path / "a13.jpg", 97, stamp),
+        _save(ImageOps.mirror(source), tmp_path / "c55.jpg", 95, stamp),
+    ]
+    assert all(path.stat().st_size > original.stat().st_size for path in copies)
+    records = [_record(path, row) for row, path in enumerate([*copies, original])]
+    choice = choose(records, PairChecks())
+    assert choice.record.path == str(original), choice.reason
+    assert choose(records, PairChecks(), policy="largest").record.path != str(original)  # what bytes alone say
+
+
+def test_the_enlargement_and_reencoding_tests_point_the_right_way(tmp_path: Path) -> None:
+    photo = _photo("cat")
+    width, height = photo.size
+    original = _save(photo, tmp_path / "o.jpg", 80)
+    source = Image.open(original).convert("RGB")
+    enlarged = _save(
+        source.resize((int(width * 1.3), int(height * 1.3)), Image.Resampling.LANCZOS), tmp_path / "e.jpg", 90
+    )
+    shrunk = _save(
+        source.resize((int(width / 1.3), int(height / 1.3)), Image.Resampling.LANCZOS), tmp_path / "s.jpg", 90
+    )
+    assert is_enlargement(str(enlarged), str(original), 1.3)
+    assert not is_enlargement(str(original), str(shrunk), 1.3)
+    better = _save(source, tmp_path / "q97.jpg", 97)
+    worse = _save(source, tmp_path / "q50.jpg", 50)
+    assert is_reencoded_from(str(better), str(original)) and not is_reencoded_from(str(original), str(better))
+    assert is_reencoded_from(str(worse), str(original)) and not is_reencoded_from(str(original), str(worse))
+
+
+def test_a_preferred_folder_keeps_its_file(tmp_path: Path) -> None:
+    master = _save(_photo("rocket"), tmp_path / "library" / "rocket.jpg", 80, 2_000_000_000_000_000_000)
+    (tmp_path / "Downloads").mkdir()
+    download = Path(shutil.copy2(master, tmp_path / "Downloads" / "rocket.jpg"))
+    os.utime(download, ns=(1_000_000_000_000_000_000,) * 2)  # the download looks older
+    records = {
+        row: ImageRecord(row, str(path), path.stat().st_size, path.stat().st_mtime_ns, content_hash="same")
+        for row, path in enumerate([download, master])
+    }
+    pair = [DuplicatePair(str(download), str(master), 1.0, "exact")]
+    assert group_copies(records, pair, PairChecks()).groups[0].keeper == str(download)
+    kept = group_copies(records, pair, PairChecks(), prefer=[tmp_path / "library"]).groups[0]
+    assert kept.keeper == str(master) and kept.removable == [str(download)] and "preferred" in kept.keeper_reason
+
+
+def test_a_copy_verified_in_one_orientation_beats_more_inliers_of_a_failed_one() -> None:
+    mirrored_copy = Verdict(True, inliers=18, matches=20, mirrored=True, covered_a=1.0, covered_b=1.0)
+    look_alike = Verdict(False, inliers=20, matches=100)
+    assert max([look_alike, mirrored_copy], key=_rank) is mirrored_copy
+
+
+def test_an_unreadable_file_whose_name_holds_a_colon_is_reported_by_its_whole_path(tmp_path: Path) -> None:
+    good = _save(_photo("cat"), tmp_path / "good.jpg")
+    broken = tmp_path / "scan: page 2.jpg"
+    broken.write_bytes(good.read_bytes()[:200])
+    verdict = compare(str(good), str(broken))
+    assert not verdict.verified and verdict.error_path == str(broken) and verdict.error
+
+
+def test_large_photos_are_checked_at_the_side_the_docs_give(tmp_path: Path) -> None:
+    big = _save(_photo("astronaut").resize((2000, 1500)), tmp_path / "big.jpg")
+    assert max(grey(big).shape) == SIDE
