@@ -51,13 +51,61 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="also time a re-run after adding this share of new files (0.01: 1 %%), against a full run",
     )
+    parser.add_argument(
+        "--composites",
+        type=float,
+        default=0.0,
+        help="also make a collage and a side-by-side of this share of the photos with the next one (negatives "
+        "that share a region)",
+    )
     parser.add_argument("--name", default="duplicates")
     args = parser.parse_args(argv)
     if args.quick:
         args.name += "-quick"
         args.count, args.thresholds, args.neighbours = 6, [0.5], [10]
-        args.incremental = 0.2
+        args.incremental, args.composites = 0.2, 0.5
     return args
+
+
+def make_composites(sources: list[Path], folder: Path, share: float) -> int:
+    """A collage (left half of one photo, right half of the next) and a side-by-side of the two, for
+    the first `share` of the photos: each shares a region with two photos and is a copy of neither."""
+    from PIL import Image
+
+    count = int(len(sources) * share)
+    (folder / "composites").mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        first = Image.open(sources[number]).convert("RGB")
+        second = Image.open(sources[(number + 1) % len(sources)]).convert("RGB").resize(first.size)
+        width, height = first.size
+        collage = Image.new("RGB", first.size)
+        collage.paste(first.crop((0, 0, width // 2, height)), (0, 0))
+        collage.paste(second.crop((width // 2, 0, width, height)), (width // 2, 0))
+        collage.save(folder / "composites" / f"collage_{number:05d}.jpg", quality=90)
+        beside = Image.new("RGB", (2 * width, height))
+        beside.paste(first, (0, 0))
+        beside.paste(second, (width, 0))
+        beside.save(folder / "composites" / f"beside_{number:05d}.jpg", quality=90)
+    return 2 * count
+
+
+def source_of(path: str) -> str | None:
+    """Which source photo a file of the set shows (None for a composite: it is unique)."""
+    name = Path(path).stem
+    return None if Path(path).parent.name == "composites" else name.split("_")[0]
+
+
+def removable_safety(report) -> tuple[int, int, int]:
+    """(removable files that are copies of their group's kept file, removable files, groups kept on the
+    source photo or its byte copy)."""
+    safe = total = originals = 0
+    for group in report.groups:
+        keeper = source_of(group.keeper)
+        originals += Path(group.keeper).parent.name in ("photos", "exact")
+        for path in group.removable:
+            total += 1
+            safe += keeper is not None and source_of(path) == keeper
+    return safe, total, originals
 
 
 def make_set(sources: list[Path], folder: Path) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
@@ -166,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         near_truth, exact_truth = make_set(sources, Path(scratch))
+        composites = make_composites(sources, Path(scratch), args.composites) if args.composites else 0
         uri = args.server_uri or f"{scratch}/d.db"
         embedder = make_embedder(args.embedder)
         store = ImageCollection.open(uri, name="bench_duplicates", dimension=embedder.dimension, reset=True)
@@ -183,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
                     found = find_duplicates(store, threshold, neighbours, verify=verify)
                     near = {tuple(sorted((p.a, p.b))) for p in found.pairs if p.kind == "near"}
                     exact = {tuple(sorted((p.a, p.b))) for p in found.pairs if p.kind == "exact"}
+                    safe, removable, originals = removable_safety(found)
                     rows.append(
                         [
                             f"{threshold:g}",
@@ -192,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
                             *scores(exact, exact_truth),
                             f"{candidate_recall:.3f} ({len(reachable)} of {len(near_truth)}; {above:,} in all)",
                             len(found.groups),
+                            f"{safe} / {removable}",
+                            f"{originals} / {len(found.groups)}",
+                            len(found.related),
                             f"{found.seconds:.1f}",
                         ]
                     )
@@ -219,11 +272,13 @@ def main(argv: list[str] | None = None) -> None:
         args.name,
         "Duplicates against a ground truth made by code",
         ["threshold", "neighbours", "check", "near precision", "near recall", "exact precision", "exact recall"]
-        + ["candidate recall vs brute force (true pairs at the threshold; all pairs)", "groups", "seconds"],
+        + ["candidate recall vs brute force (true pairs at the threshold; all pairs)", "groups"]
+        + ["removable that are copies of their kept file", "kept file is the source", "related", "seconds"],
         rows,
         [
             f"{len(sources)} photos from {shown_path(source_folder)}, {len(near_truth)} edited copies, "
-            f"{len(exact_truth)} exact copies: {report.indexed} images indexed in {index_seconds:.0f} s "
+            f"{len(exact_truth)} exact copies, {composites} composites (collages and side-by-sides of two photos): "
+            f"{report.indexed} images indexed in {index_seconds:.0f} s "
             f"({embedder.weights_label}, Milvus " + ("server" if args.server_uri else "Lite") + ")",
             "the true near pairs are each edited copy with its source and with that source's exact copy; every "
             "other pair is a negative. Candidate recall: of the true pairs whose stored vectors reach the threshold "

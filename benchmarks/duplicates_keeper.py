@@ -4,6 +4,8 @@ The set, made by code from real photos (`../shared/data/imagenet-samples` when p
 committed samples), file names random and every copy given the original's modification time or a
 later one, so that neither names nor times give the answer away:
 
+With `--count` above 65 the Imagenette validation photos (224 px crops) fill the set.
+
 - **groups**: each photo saved at JPEG quality 70-90 (the original) and 3 edited copies drawn from:
   a crop (80-95 %), a shrink (0.6-0.9x; the aspect kept: a copy squeezed in one direction fails the
   keypoint check already), an enlargement (1.1-1.3x, bilinear, bicubic or Lanczos), the same
@@ -98,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the 6 committed samples: checks that it runs (CI)")
     parser.add_argument("--count", type=int, default=60, help="photos (each one group)")
     args = parser.parse_args(argv)
-    shared = SHARED_DATA / "imagenet-samples"
+    shared, imagenette = SHARED_DATA / "imagenet-samples", SHARED_DATA / "imagenette-val"
     sources = sorted(SAMPLES.glob("*.jpg"))
     if not args.quick and shared.is_dir():
         sources += sorted(shared.iterdir())
+    if not args.quick and imagenette.is_dir() and len(sources) < args.count:
+        extra = sorted(imagenette.rglob("*.JPEG"))  # 224 px crops, spread over the 10 classes
+        sources += extra[:: max(1, len(extra) // (args.count - len(sources)))]
     sources = sources[: 6 if args.quick else args.count]
     rng = random.Random(1)
     check = functools.lru_cache(maxsize=None)(compare)
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     ]
     notes = [
-        f"{len(sources)} photos ({'committed samples' if args.quick else 'samples, ../shared/data/imagenet-samples'})"
+        f"{len(sources)} photos ({'committed samples' if args.quick else 'samples, then ../shared/data'})"
         f", 3 edited copies each from: {', '.join(EDITS)}; {seconds:.0f} s",
         "copies not found inside their original: "
         + (", ".join(f"{k} {v}" for k, v in sorted(missed.items())) or "none"),

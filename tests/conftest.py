@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -141,6 +143,26 @@ def mean_colour_embedder(on_batch=None):
         return batch.mean(axis=(1, 2)) / 255.0 + 0.01
 
     return embedder_from_callable(embed, dimension=3)
+
+
+def serve_in_thread(app) -> tuple[str, object, threading.Thread]:
+    """Run the ASGI `app` on uvicorn in a thread of this process, on a free port of 127.0.0.1.
+
+    Returns the base URL, the server (set `should_exit` to stop it) and its thread (join it after).
+    """
+    import uvicorn
+
+    from tests.ports import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server, thread
 
 
 def class_photos(per_class: int) -> list[Path]:

@@ -222,9 +222,10 @@ def test_a_rerun_under_hnsw_searches_the_rows_whose_own_search_finds_a_new_row(
     search), which find it by their own search: a full run pairs them, so the re-run must search them.
 
     The pairs to find do not hang on the index's recall, which varies from one search to the next
-    while Milvus settles after a load or an insert: the rows with a pair at the threshold (the
-    clusters and the new rows) are unsealed, searched exactly; the new rows' partners are reached
-    through the index, but always found by their own search."""
+    while Milvus settles after a load or an insert: the clusters and the new rows are written after
+    the index was built, into a segment that Milvus searches without it (exactly); the new rows'
+    partners are in the indexed segment, but always find the new rows by their own search.
+    With the old rule (searching only from the new rows) the re-run misses partner pairs."""
     from utilities.duplicates.incremental import rows_within_threshold, rows_within_threshold_exactly
     from utilities.milvus.vector_index import DEFAULT_SEARCH_PARAMS
 
@@ -270,6 +271,10 @@ def test_a_rerun_on_milvus_lite_still_searches_from_the_new_rows(
         scanned = incremental.rows_within_threshold_exactly(store, new, {}, 0.9)  # pages of 128 rows
         assert incremental.rows_within_threshold(store, new, {}, 0.9, 5) == scanned
         assert len(scanned) == PARTNERS + 6
+        with monkeypatch.context() as short:  # the new cluster row has more rows near it than one search returns
+            short.setattr(incremental, "MAX_SEARCH_LIMIT", 6)
+            assert incremental.rows_within_threshold(store, new, {}, 0.9, 5) is None
+            assert incremental.rows_near_changes(store, new, {}, 0.9, 5) == scanned
 
         def no_scan(*args, **kwargs):
             raise AssertionError("an exact search needs no scan")
@@ -288,7 +293,7 @@ def test_checks_saved_under_another_rule_are_made_again(indexed: ImageCollection
     saved = DuplicateState.load(state)
     assert saved is not None and saved.checks and "inliers >= 16" in saved.check_rule
     saved.check_rule = "an older rule"
-    saved.checks = {key: (True, 99, 1.0, 1.0, False) for key in saved.checks}  # what that rule had said
+    saved.checks = {key: (True, 99, 1.0, 1.0, False, 0.0, 0.0) for key in saved.checks}  # what that rule had said
     saved.save(state)
     again = find_duplicates(indexed, state_path=state, **settings)
     assert again.incremental and again.searched == 0 and again.checks_reused == 0
@@ -337,7 +342,8 @@ def test_the_cli_prints_json_writes_the_csv_and_the_figures(
     with pairs_csv.open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(printed["pairs"]) and set(rows[0]) == {"a", "b", "cosine", "kind", "verified", "inliers"}
-    assert sorted(p.name for p in figures.iterdir()) == [f"group_{n:04d}.png" for n in range(1, 7)] + ["nearest.png"]
+    plotted = sorted(p.name for p in figures.glob("*.png"))  # and the list of them, to remove them next time
+    assert plotted == [f"group_{n:04d}.png" for n in range(1, 7)] + ["nearest.png"]
     assert main(arguments) == 0  # the second run starts from the first one's state
     assert "incremental: 0 rows changed since the last search; 0 searched again" in capsys.readouterr().out
     assert main([*arguments, "--full", "--json"]) == 0

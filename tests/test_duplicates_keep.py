@@ -16,7 +16,7 @@ from utilities.duplicates.finder import find_duplicates
 from utilities.duplicates.grouping import PairChecks, group_copies
 from utilities.duplicates.keeper import choose, is_enlargement, is_reencoded_from
 from utilities.duplicates.report import DuplicatePair
-from utilities.duplicates.verification import SIDE, Verdict, _rank, compare, grey
+from utilities.duplicates.verification import SIDE, compare, grey
 from utilities.ids import stored_path
 from utilities.indexing.pipeline import index_folder
 from utilities.milvus.collection import ImageCollection
@@ -116,9 +116,15 @@ def test_only_copies_inside_the_kept_file_are_removable_end_to_end(
     index_folder(tricky["a"].parent, store, embedder, batch_size=8, progress=False)
     report = find_duplicates(store, threshold=LOW_THRESHOLD, neighbours=5, workers=1)
     shown = {name: stored_path(path) for name, path in tricky.items()}
-    assert [(group.keeper, group.removable) for group in report.groups] == [(shown["a"], [shown["a_crop"]])]
-    for name in ("d", "collage", "side_by_side", "padded"):
+    # the padded copy's border is blank: nothing in it is lost with it, and the photo is kept
+    assert [(group.keeper, group.removable) for group in report.groups] == [
+        (shown["a"], sorted([shown["a_crop"], shown["padded"]]))
+    ]
+    for name in ("d", "collage", "side_by_side"):
         assert shown[name] not in report.removable and shown[name] not in report.duplicates_map()
+    related = {frozenset((pair.a, pair.b)): pair.reason for pair in report.related}
+    for name in ("collage", "side_by_side"):
+        assert "shares a region only" in related[frozenset((shown[name], shown["a"]))]
     assert "related" in report.as_dict() and report.groups[0].keeper_reason
 
 
@@ -181,20 +187,47 @@ def test_a_preferred_folder_keeps_its_file(tmp_path: Path) -> None:
     assert kept.keeper == str(master) and kept.removable == [str(download)] and "preferred" in kept.keeper_reason
 
 
-def test_a_copy_verified_in_one_orientation_beats_more_inliers_of_a_failed_one() -> None:
-    mirrored_copy = Verdict(True, inliers=18, matches=20, mirrored=True, covered_a=1.0, covered_b=1.0)
-    look_alike = Verdict(False, inliers=20, matches=100)
-    assert max([look_alike, mirrored_copy], key=_rank) is mirrored_copy
+def test_each_orientation_is_judged_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mirrored copy (18 of 20 matches agree) must not lose to an unmirrored look (20 of 100), which the
+    old rule judged alone because it had more inliers."""
+    import cv2
+    import numpy as np
+
+    from utilities.duplicates import verification
+
+    rng = np.random.default_rng(0)
+    half = (rng.random((64, 32)) * 255).astype(np.uint8)
+    symmetric = np.ascontiguousarray(cv2.resize(np.hstack([half, half[:, ::-1]]), (256, 256)))
+    fits = {False: verification._Fit(20, 100, np.eye(2, 3)), True: verification._Fit(18, 20, np.eye(2, 3))}
+    monkeypatch.setattr(verification, "_fit", lambda cv2, first, second: fits[second == "mirrored"])
+    features = (symmetric, "as is", "mirrored")
+    verdict = verification.judge(cv2, features, features)
+    assert verdict.verified and verdict.mirrored and verdict.inliers == 18
 
 
-def test_an_unreadable_file_whose_name_holds_a_colon_is_reported_by_its_whole_path(tmp_path: Path) -> None:
-    good = _save(_photo("cat"), tmp_path / "good.jpg")
-    broken = tmp_path / "scan: page 2.jpg"
-    broken.write_bytes(good.read_bytes()[:200])
+def test_an_unreadable_file_whose_name_holds_a_colon_is_reported_by_its_whole_path(
+    store: ImageCollection, embedder, tmp_path: Path
+) -> None:
+    good = _save(_photo("cat"), tmp_path / "lib" / "good.jpg")
+    broken = _save(_photo("cat").crop((10, 10, 400, 300)), tmp_path / "lib" / "scan: page 2.jpg")
+    index_folder(tmp_path / "lib", store, embedder, batch_size=8, progress=False)
+    broken.write_bytes(good.read_bytes()[:200])  # unreadable since it was indexed
     verdict = compare(str(good), str(broken))
     assert not verdict.verified and verdict.error_path == str(broken) and verdict.error
+    report = find_duplicates(store, threshold=-1.0, neighbours=1, workers=1)
+    assert list(report.unreadable) == [stored_path(broken)]
 
 
 def test_large_photos_are_checked_at_the_side_the_docs_give(tmp_path: Path) -> None:
     big = _save(_photo("astronaut").resize((2000, 1500)), tmp_path / "big.jpg")
     assert max(grey(big).shape) == SIDE
+
+
+def test_a_large_group_compares_only_a_bounded_number_of_files(tmp_path: Path) -> None:
+    photo = Image.open(_save(_photo("cat"), tmp_path / "source.jpg", 80)).convert("RGB")
+    paths = [_save(photo, tmp_path / f"copy_{n:02d}.jpg", 60 + n) for n in range(20)]
+    records = [_record(path, row) for row, path in enumerate(paths)]
+    checks = PairChecks()
+    choice = choose(records, checks)
+    assert checks.made <= 12 * 11 // 2 * 2  # the pairs of the 12 candidates, each asked at most by two steps
+    assert "among the 12 with the most pixels" in choice.reason

@@ -328,8 +328,8 @@ def test_the_cli_moves_with_a_dry_run_first_and_undoes(
     assert undone.stdout.startswith(f"moved 5 files back from {aside}; 0 were in place already")
     assert files(library) == before_files
 
-    assert main([*common, "--move-removable", str(library / "aside")]) == 1
-    assert f"is inside the indexed folder {stored_path(library)}" in capsys.readouterr().err
+    assert main([*common, "--move-removable", str(library / "photos" / "aside")]) == 1
+    assert f"is inside the indexed folder {stored_path(library / 'photos')}" in capsys.readouterr().err
     assert main(["duplicates", "--uri", uri, "--collection", name, "--undo", str(tmp_path / "none.json")]) == 1
     assert f"no move manifest at {tmp_path / 'none.json'}" in capsys.readouterr().err
     assert main([*common, "--dry-run"]) == 2
@@ -344,3 +344,258 @@ def test_without_a_saved_report_or_unchecked_it_refuses(engine: ImageSearchEngin
     with pytest.raises(ValueError, match="without the keypoint check"):
         engine.move_removable(tmp_path / "aside", report=unchecked)
     assert not (tmp_path / "aside").exists()
+
+
+@pytest.fixture
+def lite(tmp_path: Path):
+    """An engine on a fresh Milvus Lite file (`tmp_path/db/p.db`, collection `c`), for libraries of their own."""
+    opened = ImageSearchEngine(
+        str(tmp_path / "db" / "p.db"), collection_name="c", embedder=mean_colour_embedder(), progress=False
+    )
+    yield opened
+    opened.close()
+
+
+def only_group(engine: ImageSearchEngine) -> tuple[str, list[str]]:
+    report = engine.find_duplicates(exact_only=True)
+    assert len(report.groups) == 1, report
+    return report.groups[0].keeper, report.groups[0].removable
+
+
+def test_a_file_indexed_under_two_paths_is_never_moved_from_under_itself(
+    lite: ImageSearchEngine, tmp_path: Path
+) -> None:
+    photos = tmp_path / "lib" / "photos"
+    photos.mkdir(parents=True)
+    shutil.copy2(SAMPLES / "cat.jpg", photos / "cat.jpg")
+    (tmp_path / "lib" / "link").symlink_to(photos)  # the same folder under a second name (a mount, a path with '..')
+    lite.index_folder(photos)
+    lite.index_folder(tmp_path / "lib" / "link")
+    keeper, removable = only_group(lite)
+    assert (keeper, removable) == (stored_path(tmp_path / "lib/link/cat.jpg"), [stored_path(photos / "cat.jpg")])
+
+    moved = lite.move_removable(tmp_path / "aside", report=lite.duplicates_report_path(exact_only=True))
+    assert moved.moved == [] and moved.skipped[stored_path(photos / "cat.jpg")].startswith(
+        "the same file as its keeper"
+    )
+    assert (photos / "cat.jpg").read_bytes() == (SAMPLES / "cat.jpg").read_bytes()
+
+    from utilities.duplicates.move_planning import PlannedMove, check_file
+    from utilities.hashing import file_hash
+
+    status, digest = (photos / "cat.jpg").stat(), file_hash(photos / "cat.jpg")
+    move = PlannedMove(
+        *(stored_path(photos / "cat.jpg"), stored_path(tmp_path / "aside/cat.jpg"), keeper),
+        *(status.st_size, status.st_mtime_ns, digest, status.st_size, status.st_mtime_ns, digest),
+    )
+    assert check_file(move).startswith("the same file as its keeper")  # checked again right before the move
+
+
+def test_a_symbolic_link_is_never_kept_in_place_of_its_file(lite: ImageSearchEngine, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    real = photos / "cat_2019_holiday.jpg"
+    shutil.copy2(SAMPLES / "cat.jpg", real)
+    (photos / "fav.jpg").symlink_to(real.name)  # a shorter name, the same time: it used to be kept
+    shutil.copy2(SAMPLES / "coffee.jpg", photos / "coffee.jpg")
+    lite.index_folder(photos)
+    assert only_group(lite) == (stored_path(real), [stored_path(photos / "fav.jpg")])
+
+    moved = lite.move_removable(tmp_path / "aside", report=lite.duplicates_report_path(exact_only=True))
+    assert moved.moved == [] and real.read_bytes() == (SAMPLES / "cat.jpg").read_bytes()
+    link_kept = {"threshold": None, "groups": [{"keeper": stored_path(photos / "fav.jpg"), "removable": [str(real)]}]}
+    moved = lite.move_removable(tmp_path / "aside", report=link_kept)  # a report that keeps the link
+    assert moved.moved == [] and moved.skipped[stored_path(real)].startswith("the same file as its keeper")
+    assert real.read_bytes() == (SAMPLES / "cat.jpg").read_bytes() and (photos / "fav.jpg").exists()
+
+
+def test_moving_twice_leaves_the_library_its_copy(engine: ImageSearchEngine, library: Path, tmp_path: Path) -> None:
+    aside = tmp_path / "d"  # `d/backups/cat.jpg` is a shorter path than `lib/photos/cat.jpg`, with the same time
+    first = engine.move_removable(aside, report=engine.find_duplicates(exact_only=True))
+    assert len(first.moved) == 5
+    again = engine.find_duplicates(exact_only=True)
+    assert {group.keeper for group in again.groups} == set(under(library, [f"photos/{n}.jpg" for n in COPIED]))
+    second = engine.move_removable(aside, report=again)
+    assert second.moved == []
+    library_files = files(library)
+    for name in COPIED:
+        assert library_files[f"photos/{name}.jpg"] == (SAMPLES / f"{name}.jpg").read_bytes()
+
+    kept_aside = {  # a report that keeps the moved copy, acted on with the same folder or another one
+        "threshold": None,
+        "groups": [{"keeper": stored_path(aside / "backups/cat.jpg"), "removable": under(library, ["photos/cat.jpg"])}],
+    }
+    for folder, where in ((aside, f"is in {aside}"), (tmp_path / "elsewhere", "is in a folder of files moved aside")):
+        moved = engine.move_removable(folder, report=kept_aside)
+        assert moved.moved == [], moved
+        assert moved.skipped[stored_path(library / "photos/cat.jpg")].startswith(
+            f"its keeper {stored_path(aside / 'backups/cat.jpg')} {where}"
+        )
+    assert files(library) == library_files
+
+
+def test_the_keeper_is_checked_again_and_nothing_changed_after_the_search_moves(
+    engine: ImageSearchEngine, library: Path, tmp_path: Path
+) -> None:
+    import time
+
+    report = engine.find_duplicates(exact_only=True)
+    keeper = library / "photos/camera.jpg"  # other bytes, the same size and time: only its content hash tells
+    status, data = keeper.stat(), bytearray(keeper.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    keeper.write_bytes(bytes(data))
+    os.utime(keeper, ns=(status.st_atime_ns, status.st_mtime_ns))
+    later = time.time_ns() + 10**9
+    for name in ("backups/cat.jpg", "photos/astronaut.jpg"):  # other bytes, indexed again after the search
+        edited = bytearray((library / name).read_bytes())
+        edited[len(edited) // 3] ^= 0xFF
+        (library / name).write_bytes(bytes(edited))
+        os.utime(library / name, ns=(later, later))
+    engine.index_folder(library)
+
+    moved = engine.move_removable(tmp_path / "aside", report=report)
+    reasons = {Path(path).relative_to(library).as_posix(): reason for path, reason in moved.skipped.items()}
+    assert reasons["backups/camera.jpg"].startswith(f"its keeper {stored_path(keeper)} cannot be read or holds other")
+    assert reasons["backups/cat.jpg"] == "modified after the duplicate search: search again"
+    for name in ("backups/astronaut.jpg", "backups/old/astronaut.jpg"):
+        assert reasons[name].startswith(f"its keeper {stored_path(library / 'photos/astronaut.jpg')} was modified")
+    assert sorted(old for old, _ in moved.moved) == under(library, ["backups/coffee.jpg"])
+    assert report.created is not None and report.created <= time.time()  # when the search finished
+
+
+def test_undo_checks_the_bytes_and_the_database_and_goes_on_after_an_error(
+    engine: ImageSearchEngine, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from utilities.duplicates import moving
+
+    engine.find_duplicates(exact_only=True)
+    before_files, before_rows = files(library), rows(engine)
+    aside = tmp_path / "aside"
+    moved = engine.move_removable(aside, report=engine.duplicates_report_path(exact_only=True))
+    assert len(moved.moved) == 5
+    (aside / "backups/cat.jpg").write_bytes(b"not what was moved")
+
+    other = ImageSearchEngine(
+        str(tmp_path / "other" / "o.db"), collection_name=engine.collection_name, embedder=mean_colour_embedder(),
+        progress=False,
+    )  # fmt: skip
+    with other:
+        other.index_folder(library / "photos")
+        with pytest.raises(ValueError, match="moved files of the database"):
+            other.undo_move(moved.manifest)
+    assert files(aside).keys() >= set(EXACT_COPIES) - {"backups/cat.jpg"}
+
+    place = moving.placing.place
+
+    def failing(source: Path, target: Path, *rest: object) -> None:
+        if Path(source).name == "camera.jpg":
+            raise RuntimeError("the disk went away")
+        place(source, target, *rest)
+
+    monkeypatch.setattr(moving.placing, "place", failing)
+    undone = engine.undo_move(moved.manifest)
+    assert undone.skipped[stored_path(library / "backups/cat.jpg")].startswith(
+        f"{stored_path(aside / 'backups/cat.jpg')} does not hold the bytes that were moved"
+    )
+    assert "the disk went away" in undone.skipped[stored_path(library / "backups/camera.jpg")]
+    assert len(undone.moved) == 3 and not (library / "backups/cat.jpg").exists()
+    assert (aside / "backups/cat.jpg").read_bytes() == b"not what was moved"
+    monkeypatch.setattr(moving.placing, "place", place)
+    (aside / "backups/cat.jpg").write_bytes(before_files["backups/cat.jpg"])
+    os.utime(aside / "backups/cat.jpg", ns=(0, before_rows[stored_path(library / "backups/cat.jpg")][2]))
+    again = engine.undo_move(moved.manifest)
+    assert len(again.moved) == 2 and again.skipped == {}
+    assert files(library) == before_files and rows(engine) == before_rows
+
+
+def test_rows_follow_the_files_undone_before_an_interruption(
+    engine: ImageSearchEngine, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from utilities.duplicates import moving
+
+    before_rows = rows(engine)
+    moved = engine.move_removable(tmp_path / "aside", report=engine.find_duplicates(exact_only=True))
+    place, calls = moving.placing.place, []
+
+    def interrupted(*arguments: object) -> None:
+        calls.append(arguments)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        place(*arguments)
+
+    monkeypatch.setattr(moving.placing, "place", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        engine.undo_move(moved.manifest)
+    now = rows(engine)
+    assert all(Path(path).exists() for path in now)  # each row names its file: the two moved back included
+    assert sum(path.startswith(stored_path(library) + "/") for path in now) == 5 + 2
+    monkeypatch.setattr(moving.placing, "place", place)
+    engine.undo_move(moved.manifest)
+    assert rows(engine) == before_rows
+
+
+def test_the_manifest_is_on_disk_before_the_first_file_moves(
+    engine: ImageSearchEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from utilities.duplicates import moving
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the synced files")
+    report = engine.find_duplicates(exact_only=True)
+    aside, events = tmp_path / "aside", []
+    aside.mkdir()
+    fsync, place = os.fsync, moving.placing.place
+
+    def synced(descriptor: int) -> None:
+        events.append(("synced", os.readlink(f"/proc/self/fd/{descriptor}")))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(moving.placing, "place", lambda *arguments: (events.append(("moved", "")), place(*arguments)))
+    engine.move_removable(aside, report=report)
+    first_move = events.index(("moved", ""))
+    synced_first = [path for what, path in events[:first_move] if what == "synced"]
+    assert any(Path(path).name.startswith(".duplicates-move-") for path in synced_first), events
+    assert os.path.realpath(aside) in synced_first, events
+
+
+def test_the_cli_takes_the_root_and_a_folder_below_it_that_holds_no_stored_file(
+    engine: ImageSearchEngine, library: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    uri, name = engine.target.uri, engine.collection_name
+    engine.close()
+    common = ["duplicates", "--uri", uri, "--collection", name, "--exact-only"]
+    aside = tmp_path / "aside"
+    assert main([*common, "--move-removable", str(aside), "--root", str(tmp_path), "--dry-run", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)["move"]["planned"]
+    assert sorted(move["destination"] for move in planned) == under(aside / "lib", EXACT_COPIES)
+    assert main([*common, "--root", str(tmp_path)]) == 2
+    assert "--root goes with --move-removable" in capsys.readouterr().err
+
+    below = library / "moved"  # below the common root, in no folder of stored files
+    assert main([*common, "--move-removable", str(below)]) == 0
+    manifests = [path.name for path in below.glob("duplicates-move-*.json")]
+    assert sorted(files(below)) == sorted([*EXACT_COPIES, ".duplicates-move.lock", *manifests])
+    assert len(manifests) == 1 and not any((library / name).exists() for name in EXACT_COPIES)
+    assert main([*common, "--move-removable", str(library / "photos/aside")]) == 1
+    assert f"is inside the indexed folder {stored_path(library / 'photos')}" in capsys.readouterr().err
+    assert main([*common, "--move-removable", str(tmp_path)]) == 1
+    assert f"holds the indexed folder {stored_path(library)}" in capsys.readouterr().err
+
+
+def test_plot_removes_and_replaces_only_its_own_figures(tmp_path: Path) -> None:
+    from utilities.duplicates.figures import plot_report
+    from utilities.duplicates.report import DuplicateGroup, DuplicateReport
+
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    (folder / "group_0002.png").write_bytes(b"a figure of someone else")
+    (folder / "nearest.png").write_bytes(b"another one")
+    group = DuplicateGroup([str(SAMPLES / "cat.jpg")] * 2, str(SAMPLES / "cat.jpg"), [str(SAMPLES / "cat.jpg")], True)
+    written = plot_report(DuplicateReport("c", groups=[group]), folder)
+    assert [path.name for path in written] == ["group_0001.png"]
+    assert (folder / "group_0002.png").read_bytes() == b"a figure of someone else"
+    assert (folder / "nearest.png").read_bytes() == b"another one"
+    with pytest.raises(FileExistsError, match="not written by --plot"):
+        plot_report(DuplicateReport("c", groups=[group] * 2), folder)
+    assert (folder / "group_0002.png").read_bytes() == b"a figure of someone else"

@@ -228,4 +228,9 @@ def test_plot_leaves_no_figure_of_the_last_run(tmp_path: Path) -> None:
     assert len(list(folder.glob("group_0*.png"))) == 3 and (folder / "nearest.png").is_file()
     written = plot_report(DuplicateReport("c", groups=groups[:1]), folder)
     assert [path.name for path in written] == ["group_0001.png"]
-    assert sorted(path.name for path in folder.iterdir()) == ["group_0001.png", "group_of_friends.png", "notes.txt"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        ".duplicates-figures.json",  # what it wrote: the only files it removes next time
+        "group_0001.png",
+        "group_of_friends.png",
+        "notes.txt",
+    ]

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import PHOTOS, run_python
 from utilities.duplicates.finder import find_duplicates
+from utilities.engine import ImageSearchEngine
 from utilities.ids import path_id, stored_path
 from utilities.indexing.pipeline import index_folder
 from utilities.milvus import storage_probe, vector_index
@@ -149,26 +150,45 @@ def test_the_test_server_keeps_vectors_read_under_sq8_and_is_checked_once_per_st
     assert float(second.stdout) < 2.0
 
 
-def test_a_small_run_under_an_approximate_index_is_sealed_and_indexed(
-    server_uri: str, collection_name: str, embedder, tmp_path: Path
-) -> None:
+@pytest.fixture
+def hnsw_store(server_uri: str, collection_name: str):
+    """A 2048-d collection of 1,500 rows under an HNSW index that covers them (dropped afterwards)."""
     store = ImageCollection.open(server_uri, name=collection_name, dimension=2048)
     try:
         _synthetic_rows(store, 1_500)
         store.create_index("HNSW", M=8, efConstruction=64)
         store.wait_for_index(timeout=300)
-        folder = tmp_path / "photos"
-        folder.mkdir()
-        for photo in sorted(PHOTOS.rglob("*.jpg"))[:6]:
-            shutil.copy2(photo, folder / photo.name)
-        assert index_folder(folder, store, embedder, batch_size=8, progress=False).added == 6
-        store._index_cache = None
-        info = store.index_info()
-        # sealed by the run (growing rows are not in the index's count) and covered by the index
-        assert int(info["total_rows"]) == store.count() == 1_506 and int(info["indexed_rows"]) == 1_506
+        yield store
     finally:
         store.drop()
         store.close()
+
+
+def _assert_sealed_and_indexed(store: ImageCollection, rows: int) -> None:
+    store._index_cache = None
+    info = store.index_info()
+    # sealed (growing rows are not in the index's count) and covered by the index
+    assert int(info["total_rows"]) == store.count() == rows and int(info["indexed_rows"]) == rows
+
+
+def test_a_small_run_under_an_approximate_index_is_sealed_and_indexed(
+    hnsw_store: ImageCollection, embedder, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted(PHOTOS.rglob("*.jpg"))[:6]:
+        shutil.copy2(photo, folder / photo.name)
+    assert index_folder(folder, hnsw_store, embedder, batch_size=8, progress=False).added == 6
+    _assert_sealed_and_indexed(hnsw_store, 1_506)
+
+
+def test_vectors_inserted_under_an_approximate_index_are_sealed_and_indexed(
+    hnsw_store: ImageCollection, server_uri: str, embedder
+) -> None:
+    vectors = np.random.default_rng(5).standard_normal((6, 2048)).astype(np.float32)
+    with ImageSearchEngine(server_uri, collection_name=hnsw_store.name, embedder=embedder, progress=False) as engine:
+        assert engine.insert_vectors([f"/inserted/{i}.jpg" for i in range(6)], vectors) == 6  # as an index run's
+    _assert_sealed_and_indexed(hnsw_store, 1_506)
 
 
 def test_quantised_searches_are_re_ranked_on_the_stored_vectors(server_uri: str, collection_name: str) -> None:

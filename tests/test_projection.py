@@ -14,6 +14,7 @@ from tests.conftest import PHOTOS
 from utilities.engine import ImageSearchEngine
 from utilities.errors import CollectionMismatchError
 from utilities.ids import path_id, stored_path
+from utilities.images.decoding import decode_for_model
 from utilities.milvus.projection_store import load_projection, projection_name
 from utilities.projection import Projection
 
@@ -105,3 +106,56 @@ def test_too_few_images_to_fit_are_refused(backend: str, collection_name: str, e
             e.index_folder(photos)
         assert e.count() == 0  # nothing written with a projection that could not be fitted
         e.drop()
+
+
+def _indexed(backend: str, collection_name: str, embedder, photos: Path) -> dict[str, np.ndarray]:
+    """Index `photos` into a collection of vectors projected to 8 dims; its stored vectors by path."""
+    with ImageSearchEngine(backend, collection_name=collection_name, embedder=embedder, dims=8, progress=False) as e:
+        e.index_folder(photos)
+        return {r.path: r.vector for r in e.store.records([path_id(stored_path(p)) for p in photos.iterdir()], True)}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_full_length_query_vectors_are_projected_as_inserted_ones(
+    backend: str, collection_name: str, embedder, photos: Path
+) -> None:
+    stored = _indexed(backend, collection_name, embedder, photos)
+    query = sorted(photos.iterdir())[5]
+    full = embedder.embed_batch(decode_for_model(query, embedder.image_size)[None])[0]  # the model's 2048-d vector
+    with ImageSearchEngine(backend, collection_name=collection_name, embedder=embedder, progress=False) as e:
+        results = e.search(full, top_k=3)  # projected with the collection's projection, as insert_vectors does
+        assert results.iloc[0]["path"] == stored_path(query) and results.iloc[0]["distance"] < 1e-4
+        both = e.search([full, stored[stored_path(query)]], top_k=1)  # full and projected vectors mixed
+        assert both["path"].tolist() == [stored_path(query)] * 2
+        refused = re.escape(f"query vectors have dimension 5, collection {collection_name!r} holds 8")
+        with pytest.raises(ValueError, match=f"^{refused}$"):
+            e.search(np.ones(5, np.float32))
+        e.drop()
+
+
+def test_embed_image_and_folder_give_the_stored_vectors_unless_asked_for_full_ones(
+    backend: str, collection_name: str, embedder, photos: Path, tmp_path: Path
+) -> None:
+    options = {"collection_name": collection_name, "embedder": embedder, "progress": False}
+    query = sorted(photos.iterdir())[5]
+    few = tmp_path / "few"
+    few.mkdir()
+    for photo in sorted(photos.iterdir())[:3]:
+        shutil.copy2(photo, few / photo.name)
+    with ImageSearchEngine(backend, dims=8, **options) as e:
+        assert e.embed_image(query).shape == (2048,)  # no collection, so no projection yet: the model's vectors
+    stored = _indexed(backend, collection_name, embedder, photos)[stored_path(query)]
+    for open_first in (False, True):  # the same whether or not the engine has opened the collection yet
+        with ImageSearchEngine(backend, **options) as e:
+            if open_first:
+                e.open_existing()
+            projected = e.embed_image(query)
+            assert projected.shape == (8,) and _cosine(projected, stored) > 0.9999
+            assert e.embed_image(query, projected=False).shape == (2048,)
+            assert e.embed_folder(few).vectors.shape == (3, 8)
+            assert e.embed_folder(few, projected=False).vectors.shape == (3, 2048)
+            if open_first:
+                e.drop()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SAMPLES, class_photos, mean_colour_embedder
+from tests.conftest import SAMPLES, class_photos, mean_colour_embedder, serve_in_thread
 from tests.ports import free_port
 from utilities.engine import ImageSearchEngine
 from utilities.ids import path_id, stored_path
@@ -45,20 +45,6 @@ class Served:
     def upload(self, path: Path, **options) -> requests.Response:
         files = {"file": (path.name, path.read_bytes())}
         return requests.post(self.url + "/api/search", files=files, data={"k": "3"}, timeout=60, **options)
-
-
-def _serve(app) -> tuple[str, object, threading.Thread]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +74,7 @@ def served(engine) -> Iterator[Served]:
     from utilities.web.app import create_app
 
     search_engine, photos, slow = engine
-    url, server, thread = _serve(create_app(search_engine, max_upload_bytes=256 * 1024, max_waiting_uploads=1))
+    url, server, thread = serve_in_thread(create_app(search_engine, max_upload_bytes=256 * 1024, max_waiting_uploads=1))
     yield Served(url, photos, slow)
     server.should_exit = True
     thread.join(timeout=10)
@@ -169,7 +155,7 @@ def test_a_chunked_upload_over_the_cap_gets_413_before_the_rest_is_read_and_the_
     search_engine, photos, _ = engine
     cap = 256 * 1024
     counting = CountingReads(create_app(search_engine, max_upload_bytes=cap, max_waiting_uploads=1))
-    url, server, thread = _serve(counting)
+    url, server, thread = serve_in_thread(counting)
     head = (
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
@@ -263,7 +249,7 @@ def test_an_access_token_guards_the_page_and_the_api(engine, tmp_path: Path) -> 
     from utilities.web.app import create_app
 
     search_engine, photos, _ = engine
-    url, server, thread = _serve(create_app(search_engine, token=TOKEN))
+    url, server, thread = serve_in_thread(create_app(search_engine, token=TOKEN))
     try:
         for path in ("/", "/api/info", "/openapi.json", "/static/app.js"):
             refused = requests.get(url + path, timeout=30)

@@ -37,3 +37,17 @@ def replaced_atomically(path: str | os.PathLike, suffix: str = "") -> Iterator[P
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """Make the names just made or replaced in `folder` durable (where folders can be opened: not on Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

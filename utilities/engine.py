@@ -26,7 +26,7 @@ from utilities.images.finding import find_image_files, find_images
 from utilities.indexing import pipeline
 from utilities.milvus.collection import ImageCollection
 from utilities.milvus.projection_store import load_projection, save_projection
-from utilities.projection import FEW_FOR_A_FIT, FIT_SAMPLE, ProjectedEmbedder, Projection
+from utilities.projection import FEW_FOR_A_FIT, FIT_SAMPLE, ProjectedEmbedder, Projection, as_stored
 
 if TYPE_CHECKING:
     from utilities.duplicates.moving import MoveResult
@@ -116,6 +116,9 @@ class ImageSearchEngine:
     def embedder(self) -> Embedder:
         """What makes the stored and the query vectors: the model, or the model and the collection's
         projection (`projection.ProjectedEmbedder`) once an opened collection has one.
+
+        It follows what this engine has opened so far; `embed_image` and `embed_folder` open the
+        collection first, and say which vectors they return.
 
         Raises:
             CollectionMismatchError: The collection's projection was fitted on another model's vectors.
@@ -215,6 +218,7 @@ class ImageSearchEngine:
         store.drop()
         self._forget_duplicates()
         self._dropped = True
+        self._projection = None  # dropped with the collection
         return True
 
     def _forget_duplicates(self) -> None:
@@ -240,27 +244,68 @@ class ImageSearchEngine:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def embed_image(self, image: str | os.PathLike | Any) -> np.ndarray:
-        """The vector of one image (path or PIL image), shape `(dimension,)`."""
-        return search.query_vectors([image], self.embedder)[1][0]
+    def embed_image(self, image: str | os.PathLike | Any, projected: bool = True) -> np.ndarray:
+        """The vector of one image.
 
-    def embed_folder(self, folder: str | os.PathLike) -> pipeline.EmbeddedImages:
-        """Embed every image under a folder into memory (nothing is stored)."""
+        Args:
+            image: A path or a PIL image.
+            projected: True (the default): the vector as the collection stores and searches it,
+                projected when the collection has a projection (`dims`); the collection is opened
+                to find out (never created). False: the model's full vector. Both are the model's
+                vector while there is no projection (no `dims`, or no collection yet).
+
+        Returns:
+            A float32 vector, shape `(dimension,)`.
+
+        Raises:
+            CollectionMismatchError: The collection's projection was fitted on another model's vectors.
+        """
+        return search.query_vectors([image], self._embedder_for(projected))[1][0]
+
+    def embed_folder(self, folder: str | os.PathLike, projected: bool = True) -> pipeline.EmbeddedImages:
+        """Embed every image under a folder into memory (nothing is stored).
+
+        Args:
+            folder: Searched recursively for images.
+            projected: As in `embed_image`: the vectors as the collection stores them (the default),
+                or the model's full vectors (False).
+        """
+        embedder = self._embedder_for(projected)
         return pipeline.embed_paths(
-            find_images(folder), self.embedder, self.batch_size, progress=self.progress, decoder=self.decoder
+            find_images(folder), embedder, self.batch_size, progress=self.progress, decoder=self.decoder
         )
+
+    def _embedder_for(self, projected: bool) -> Embedder:
+        """The model, or (`projected`) what makes the collection's vectors, read from the collection."""
+        if not projected:
+            return self.model
+        if self._store is None or self._dropped:
+            try:
+                self.open_existing()  # reads its projection
+            except CollectionNotFoundError:
+                self._projection = None  # nothing to project with yet
+        return self.embedder
 
     def insert_vectors(self, paths: Sequence[str | os.PathLike], vectors: np.ndarray) -> int:
         """Store precomputed vectors with their paths (upsert: re-running adds nothing).
 
-        Full vectors are projected when the collection has a projection (`dims`).
+        The model's full vectors are projected when the collection has a projection (`dims`), as
+        searches by vector project them (`projection.as_stored`); vectors already projected are
+        stored as they are. Like an index run, the write is sealed and indexed before it returns
+        where searches right after need it (`indexing.pipeline.seal_for_search`: any rows under an
+        approximate index on a server, or `SEAL_AFTER_ROWS` rows or more).
+
+        Returns:
+            The number of rows written.
+
+        Raises:
+            ValueError: The vectors have neither the collection's dimension nor the model's.
         """
         stored = [stored_path(p) if not str(p).startswith(("http://", "https://")) else str(p) for p in paths]
         store = self.store
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if self._projection is not None and vectors.shape[-1] == self._projection.source_dimension:
-            vectors = self._projection.apply(vectors)  # the model's full vectors: projected as indexing does
-        return store.insert(stored, vectors, ids=[path_id(p) for p in stored])
+        written = store.insert(stored, as_stored(vectors, self._projection), ids=[path_id(p) for p in stored])
+        pipeline.seal_for_search(store, written, self.progress)
+        return written
 
     def index_folder(
         self,
@@ -413,8 +458,13 @@ class ImageSearchEngine:
     def search(
         self, query: search.Query | Sequence[search.Query], top_k: int = 10, search_params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Nearest stored images; see `search.search_images`."""
-        return search.search_images(self.open_existing(), query, self.embedder, top_k, search_params)
+        """Nearest stored images; see `search.search_images`.
+
+        Query vectors may be the model's full vectors or the collection's: on a collection with a
+        projection (`dims`) full ones are projected, as `insert_vectors` projects them.
+        """
+        store = self.open_existing()  # first: it reads the collection's projection
+        return search.search_images(store, query, self.embedder, top_k, search_params, projection=self._projection)
 
     def find_duplicates(
         self,

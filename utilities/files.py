@@ -89,3 +89,12 @@ def copy_results(
         table["written_path"] = [str(p) for p in written]
         table.to_csv(folder / "manifest.csv", index=False)
     return written
+
+
+def size_and_mtime(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The file's size and modification time in ns (what tells a changed file), or None if it cannot be read."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size, status.st_mtime_ns

@@ -10,7 +10,7 @@ projection does not whiten.
 The projection is fitted on a sample of the first run's vectors (`FIT_SAMPLE`) and stored in
 Milvus beside the collection (`milvus.projection_store`), so that every client and machine that
 opens the collection applies the same one: `ProjectedEmbedder` wraps the model for indexing and
-queries alike.
+queries alike, and `as_stored` projects precomputed full vectors, inserted or searched.
 """
 
 from __future__ import annotations
@@ -97,6 +97,26 @@ class Projection:
                 "was indexed with another model; use that model, or index into another collection"
             )
         return np.ascontiguousarray((vectors - self.mean) @ self.components.T, dtype=np.float32)
+
+
+def as_stored(vectors: np.ndarray, projection: Projection | None) -> np.ndarray:
+    """Vectors as a collection with this projection stores and searches them: the model's full-length
+    ones projected (`Projection.apply`), any other length unchanged, for the collection to check.
+
+    `ImageSearchEngine.insert_vectors` and searches by vector both go through it, so a precomputed
+    full vector is stored and searched alike.
+
+    Example:
+        >>> projection = Projection.fit(np.random.default_rng(0).standard_normal((20, 4)), 2)
+        >>> as_stored(np.ones((3, 4)), projection).shape, as_stored(np.ones((3, 2)), projection).shape
+        ((3, 2), (3, 2))
+        >>> as_stored(np.ones(4), None).shape
+        (4,)
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if projection is None or vectors.shape[-1] != projection.source_dimension:
+        return vectors
+    return projection.apply(vectors)
 
 
 class ProjectedEmbedder:

@@ -14,6 +14,7 @@ from PIL import Image
 from utilities.embeddings import Embedder
 from utilities.images.decoding import decode_for_model, to_model_input
 from utilities.milvus.collection import PATH_FIELD, ImageCollection, distance_from_score
+from utilities.projection import Projection, as_stored
 
 Query = str | os.PathLike | Image.Image | np.ndarray
 """One query: an image path, a loaded PIL image, or a vector (or a matrix of vectors)."""
@@ -21,12 +22,17 @@ Query = str | os.PathLike | Image.Image | np.ndarray
 RESULT_COLUMNS = ["rank", "id", "path", "distance", "score"]
 
 
-def query_vectors(queries: Query | Sequence[Query], embedder: Embedder | None) -> tuple[list[str], np.ndarray]:
-    """Embed the queries (vectors pass through).
+def query_vectors(
+    queries: Query | Sequence[Query], embedder: Embedder | None, projection: Projection | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Embed the queries (vectors pass through, projected if they have the model's full length).
 
     Args:
         queries: One query or a list of them.
         embedder: Needed for paths and images; may be None for vectors only.
+        projection: The collection's projection, if it has one: vectors of its source (the model's)
+            length are projected with it (`projection.as_stored`), as `insert_vectors` does; images
+            are left to the embedder, which should project them itself (`ProjectedEmbedder`).
 
     Returns:
         A label per query (its path, `image`, or `vector i`) and an `(n, d)` array.
@@ -36,7 +42,7 @@ def query_vectors(queries: Query | Sequence[Query], embedder: Embedder | None) -
         ValueError: An image query was given without an embedder.
     """
     if isinstance(queries, np.ndarray):
-        matrix = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        matrix = as_stored(np.atleast_2d(np.asarray(queries, dtype=np.float32)), projection)
         return [f"vector {i}" for i in range(len(matrix))], matrix
     items = list(queries) if isinstance(queries, (list, tuple)) else [queries]
     labels: list[str] = []
@@ -45,7 +51,7 @@ def query_vectors(queries: Query | Sequence[Query], embedder: Embedder | None) -
     image_slots: list[int] = []
     for item in items:
         if isinstance(item, np.ndarray):
-            rows.append(np.asarray(item, dtype=np.float32).reshape(-1))
+            rows.append(as_stored(np.asarray(item, dtype=np.float32).reshape(-1), projection))
             labels.append(f"vector {len(labels)}")
             continue
         if embedder is None:
@@ -99,6 +105,7 @@ def search_images(
     embedder: Embedder | None = None,
     top_k: int = 10,
     search_params: dict[str, Any] | None = None,
+    projection: Projection | None = None,
 ) -> pd.DataFrame:
     """Find the stored images nearest to each query.
 
@@ -109,13 +116,17 @@ def search_images(
         top_k: Neighbours per query.
         search_params: Overrides the index's default search parameters
             (for example `{"params": {"ef": 128}}`).
+        projection: The collection's projection (`dims`), if it has one: query vectors of the model's
+            full length are projected with it; vectors of the collection's length are searched as
+            they are.
 
     Returns:
         A DataFrame with `rank`, `id`, `path`, `distance`, `score`; with a `query`
         column first when there are several queries.
 
     Raises:
-        ValueError: `top_k` is not positive, or the vector dimension is wrong.
+        ValueError: `top_k` is not positive, or a query vector has neither the collection's length nor
+            (with `projection`) the model's.
         ImageLoadError: A query image cannot be decoded.
 
     Example:
@@ -125,6 +136,6 @@ def search_images(
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    labels, vectors = query_vectors(queries, embedder)
+    labels, vectors = query_vectors(queries, embedder, projection)
     hits = store.search(vectors, top_k=top_k, search_params=search_params)
     return hits_to_frame(hits, store.metric, labels)

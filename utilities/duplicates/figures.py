@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -12,7 +13,10 @@ MAX_SHOWN = 8
 """Images drawn for one group (the keeper first); a larger group says how many more it holds."""
 
 OWN_FIGURES = re.compile(r"group_\d{4,}\.png|nearest\.png")
-"""The names `plot_report` writes: the only files it removes from its folder."""
+"""The names `plot_report` writes."""
+
+MARKER_NAME = ".duplicates-figures.json"
+"""The list of the figures `plot_report` wrote into a folder: the only files it ever removes or replaces."""
 
 
 def plot_group(group: DuplicateGroup, outfile: str | os.PathLike, side: int = 256) -> Path:
@@ -68,14 +72,41 @@ def plot_nearest_histogram(report: DuplicateReport, outfile: str | os.PathLike) 
 def plot_report(report: DuplicateReport, folder: str | os.PathLike) -> list[Path]:
     """`group_<n>.png` for each group and `nearest.png` (when vectors were searched) in `folder`.
 
-    The figures an earlier call left there (`OWN_FIGURES`: `group_0007.png` of a group gone since) are
-    removed first; other files are left alone.
+    The figures an earlier call wrote there (listed in its `MARKER_NAME` file: `group_0007.png` of a group
+    gone since) are removed first; no other file is removed or written over.
+
+    Raises:
+        FileExistsError: `folder` holds a file of one of those names that this function did not write
+            (nothing is written then).
     """
-    existing = Path(folder)
-    for stale in existing.iterdir() if existing.is_dir() else ():
-        if OWN_FIGURES.fullmatch(stale.name) and stale.is_file():
+    target = Path(folder)
+    for name in sorted(_written_before(target)):
+        stale = target / name
+        if stale.is_file() and not stale.is_symlink():
             stale.unlink(missing_ok=True)
-    written = [plot_group(group, Path(folder) / f"group_{n:04d}.png") for n, group in enumerate(report.groups, 1)]
+    names = [f"group_{n:04d}.png" for n in range(1, len(report.groups) + 1)]
+    names += ["nearest.png"] if report.nearest else []
+    theirs = [name for name in names if os.path.lexists(target / name)]
+    if theirs:
+        raise FileExistsError(
+            f"{target} holds {', '.join(theirs[:3])}{' ...' if len(theirs) > 3 else ''}, not written by --plot: "
+            "not replaced. Choose another folder for the figures"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    marker = target / MARKER_NAME
+    marker.write_text(json.dumps(names), encoding="utf-8")  # first: a run stopped half-way leaves none unlisted
+    written = [plot_group(group, target / name) for name, group in zip(names, report.groups, strict=False)]
     if report.nearest:
-        written.append(plot_nearest_histogram(report, Path(folder) / "nearest.png"))
+        written.append(plot_nearest_histogram(report, target / "nearest.png"))
     return written
+
+
+def _written_before(folder: Path) -> set[str]:
+    """The figures an earlier `plot_report` listed in `folder`'s marker (only names it writes)."""
+    try:
+        listed = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return set()
+    if not isinstance(listed, list):
+        return set()
+    return {name for name in listed if isinstance(name, str) and OWN_FIGURES.fullmatch(name)}

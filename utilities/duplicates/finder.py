@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from tqdm.auto import tqdm
 
 from utilities.duplicates.candidates import Candidates, find_candidates
-from utilities.duplicates.grouping import PairChecks, group_copies
+from utilities.duplicates.grouping import PairChecks, flipped, group_copies, shared_regions, verdict_of
 from utilities.duplicates.incremental import DuplicateState, state_applies, update_candidates
 from utilities.duplicates.keeper import POLICIES as KEEP_POLICIES
 from utilities.duplicates.provenance import Source, probe_cosines
@@ -177,10 +177,8 @@ def find_duplicates(
         to_check = []
         for n, ((a, b), _) in enumerate(near):
             kept = saved_checks.get(_check_key(records[a], records[b]))
-            if kept is not None and len(kept) >= 5:
-                verdicts[n] = Verdict(
-                    bool(kept[0]), int(kept[1]), covered_a=kept[2], covered_b=kept[3], related=bool(kept[4])
-                )
+            if kept is not None and len(kept) >= 7:
+                verdicts[n] = verdict_of(kept)
             else:
                 to_check.append(n)
         report.checks_reused = len(near) - len(to_check)
@@ -190,7 +188,11 @@ def find_duplicates(
         for n, verdict in zip(to_check, _verify(paths, workers, progress), strict=True):
             verdicts[n] = verdict
     copies = {ids[0]: ids for ids in candidates.exact}
-    checks = PairChecks(enabled=checking)
+    checks = PairChecks(
+        enabled=checking,
+        saved=saved_checks if checking else {},
+        hashes={record.path: record.content_hash for record in records.values()},
+    )
     for ((a, b), cosine), verdict in zip(near, verdicts, strict=True):
         if verdict is not None:
             checks.known[_check_order(records[a], records[b])] = verdict
@@ -213,14 +215,18 @@ def find_duplicates(
     report.pairs = pairs
     with tqdm(desc="choosing what to keep", unit="group", disable=not progress) as bar:
         grouping = group_copies(records, pairs, checks, keep, prefer, on_cluster=bar.update)
-    report.groups, report.related, report.keep = grouping.groups, grouping.related, keep
+    report.groups, report.keep = grouping.groups, keep
+    report.related = sorted(
+        grouping.related + shared_regions(checks, grouping.related), key=lambda pair: (pair.a, pair.b)
+    )
     report.checks_on_demand = checks.made
     for verdict in checks.known.values():
         if verdict.error and verdict.error_path:
             report.unreadable[verdict.error_path] = verdict.error
     if keeping:
-        _save_state(store, identity, state_path, threshold, neighbours, candidates, near, verdicts)
+        _save_state(store, identity, state_path, threshold, neighbours, candidates, checks)
     report.seconds = time.perf_counter() - started
+    report.created = time.time()
     return report
 
 
@@ -265,8 +271,7 @@ def _save_state(
     threshold: float,
     neighbours: int,
     candidates: Candidates,
-    near: list[tuple[tuple[int, int], float]],
-    verdicts: list[Verdict | None],
+    checks: PairChecks,
 ) -> None:
     """Keep what the next run needs: hashes, candidate lists, best cosines, the checks that read both files,
     what the search was made on (`source`) and the probe of the stored vectors (whatever the run found)."""
@@ -282,14 +287,19 @@ def _save_state(
         check_rule=check_rule(),
         probe=probe_cosines(store, records),
     )
-    for ((a, b), _), verdict in zip(near, verdicts, strict=True):
-        key = _check_key(records[a], records[b])
-        if verdict is not None and not verdict.error and key is not None:
-            state.checks[key] = (
-                verdict.verified,
-                verdict.inliers,
-                verdict.covered_a,
-                verdict.covered_b,
-                verdict.related,
-            )
+    hashes = {record.path: record.content_hash for record in records.values()}
+    for (first, second), verdict in checks.known.items():  # the search's checks and those made while grouping
+        if verdict.error or not hashes.get(first) or not hashes.get(second) or hashes[first] == hashes[second]:
+            continue
+        if hashes[first] > hashes[second]:
+            first, second, verdict = second, first, flipped(verdict)
+        state.checks[(hashes[first], hashes[second])] = (
+            verdict.verified,
+            verdict.inliers,
+            verdict.covered_a,
+            verdict.covered_b,
+            verdict.related,
+            verdict.fill_a,
+            verdict.fill_b,
+        )
     state.save(state_path)

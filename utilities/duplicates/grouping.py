@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from utilities.duplicates import keeper as keeping
+from utilities.duplicates.moved_aside import KeeperRank
 from utilities.duplicates.report import DuplicateGroup, DuplicatePair, RelatedPair
 from utilities.duplicates.verification import Verdict, compare
 from utilities.records import ImageRecord
@@ -38,11 +39,16 @@ class PairChecks:
     Attributes:
         known: Verdicts of the search's checks, `(first path, second path) -> Verdict`.
         enabled: Whether pairs not in `known` may be checked now (False when the run skips the check).
+        saved: Checks kept from the last run, by the two content hashes sorted (`incremental.Check`,
+            its coverages in that order): a pair asked for again is not checked again.
+        hashes: Each path's content hash, to find a pair in `saved`.
         made: Pairs checked on demand.
     """
 
     known: dict[tuple[str, str], Verdict] = field(default_factory=dict)
     enabled: bool = True
+    saved: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
     made: int = 0
 
     def __contains__(self, pair: object) -> bool:
@@ -53,17 +59,51 @@ class PairChecks:
         if (first, second) in self.known:
             return self.known[(first, second)]
         if (second, first) in self.known:
-            return _flipped(self.known[(second, first)])
+            return flipped(self.known[(second, first)])
         if not self.enabled:
             return Verdict(False, error="the keypoint check was skipped (verify=False)")
-        verdict = compare(first, second)
-        self.made += 1
+        verdict = self._kept(first, second)
+        if verdict is None:
+            verdict = compare(first, second)
+            self.made += 1
         self.known[(first, second)] = verdict
         return verdict
 
+    def _kept(self, first: str, second: str) -> Verdict | None:
+        """The check of this pair's two contents kept from the last run, oriented (None if none)."""
+        hash_first, hash_second = self.hashes.get(first, ""), self.hashes.get(second, "")
+        if not hash_first or not hash_second:
+            return None
+        kept = self.saved.get(tuple(sorted((hash_first, hash_second))))
+        if kept is None or len(kept) < 7:
+            return None
+        verdict = verdict_of(kept)
+        return verdict if hash_first <= hash_second else flipped(verdict)
 
-def _flipped(verdict: Verdict) -> Verdict:
-    return replace(verdict, covered_a=verdict.covered_b, covered_b=verdict.covered_a)
+
+def flipped(verdict: Verdict) -> Verdict:
+    """The verdict with its two images swapped."""
+    return replace(
+        verdict,
+        covered_a=verdict.covered_b,
+        covered_b=verdict.covered_a,
+        fill_a=verdict.fill_b,
+        fill_b=verdict.fill_a,
+    )
+
+
+def verdict_of(kept: tuple) -> Verdict:
+    """A verdict from a check kept in the state (`incremental.Check`)."""
+    verified, inliers, covered_a, covered_b, related, fill_a, fill_b = kept[:7]
+    return Verdict(
+        bool(verified),
+        int(inliers),
+        covered_a=float(covered_a),
+        covered_b=float(covered_b),
+        related=bool(related),
+        fill_a=float(fill_a),
+        fill_b=float(fill_b),
+    )
 
 
 def _clusters(ids: Sequence[int], links: Sequence[tuple[int, int]]) -> list[list[int]]:
@@ -114,14 +154,20 @@ def group_copies(
     """
     ids_of = {record.path: record.id for record in records.values()}
     links = [(ids_of[pair.a], ids_of[pair.b]) for pair in pairs]
+    linked: dict[int, list[int]] = {}
+    for a, b in links:
+        linked.setdefault(a, []).append(b)
     result = Grouping()
     pending = _clusters(sorted({node for link in links for node in link}), links)
+    ranks = KeeperRank()
     while pending:
         cluster = pending.pop()
-        group, left = _one_group([records[node] for node in cluster], checks, policy, prefer, result.related)
+        members = [records[node] for node in cluster]
+        group, left = _one_group(members, checks, policy, prefer, result.related, ranks)
         if group is not None:
             result.groups.append(group)
-        pending += _clusters(left, [link for link in links if link[0] in left and link[1] in left])
+        staying = set(left)
+        pending += _clusters(left, [(a, b) for a in left for b in linked.get(a, ()) if b in staying])
         if on_cluster is not None:
             on_cluster()
     result.groups.sort(key=lambda group: (-len(group.files), group.files))
@@ -135,15 +181,17 @@ def _one_group(
     policy: str,
     prefer: Sequence[str | os.PathLike],
     related: list[RelatedPair],
+    ranks: KeeperRank | None = None,
 ) -> tuple[DuplicateGroup | None, list[int]]:
     """The group around one cluster's keeper, and the ids of the members not in it."""
+    ranks = ranks or KeeperRank()
     contents: dict[str, list[ImageRecord]] = {}
     for record in members:  # files without a hash are their own content
         contents.setdefault(record.content_hash or f"row {record.id}", []).append(record)
-    standing = {key: _first_copy(copies) for key, copies in contents.items()}
+    standing = {key: _first_copy(copies, ranks) for key, copies in contents.items()}
     choice = keeping.choose(list(standing.values()), checks, policy, prefer)
     kept_content = next(key for key, record in standing.items() if record.id == choice.record.id)
-    keeper = _kept_among(contents[kept_content], choice.record, prefer)
+    keeper = _kept_among(contents[kept_content], choice.record, prefer, ranks)
     removable = [record for record in contents[kept_content] if record.id != keeper.id]
     unchecked: list[ImageRecord] = []
     left: list[int] = []
@@ -174,17 +222,30 @@ def _one_group(
     )
 
 
-def _first_copy(copies: list[ImageRecord]) -> ImageRecord:
-    """The copy of one content that stands for it: the oldest, then the shortest path."""
-    return min(copies, key=lambda record: (record.mtime_ns, len(record.path), record.path))
+def _first_copy(copies: list[ImageRecord], ranks: KeeperRank | None = None) -> ImageRecord:
+    """The copy of one content that stands for it: the oldest, then the shortest path; a file in a folder
+    of moved-aside files, or a symbolic link, only when no other copy is there (`moved_aside.KeeperRank`)."""
+    if len(copies) == 1:
+        return copies[0]
+    ranks = ranks or KeeperRank()
+    return min(copies, key=lambda record: (ranks.rank(record.path), record.mtime_ns, len(record.path), record.path))
 
 
-def _kept_among(copies: list[ImageRecord], chosen: ImageRecord, prefer: Sequence[str | os.PathLike]) -> ImageRecord:
-    """Of identical files, the one under a preferred folder if any, else `chosen`."""
+def _kept_among(
+    copies: list[ImageRecord],
+    chosen: ImageRecord,
+    prefer: Sequence[str | os.PathLike],
+    ranks: KeeperRank | None = None,
+) -> ImageRecord:
+    """Of identical files, the one under a preferred folder if any (unless only moved-aside files or
+    symbolic links are there while `chosen` is neither), else `chosen`."""
     if prefer:
+        ranks = ranks or KeeperRank()
         preferred = [record for record in copies if keeping.is_under(record.path, prefer)]
         if preferred and chosen not in preferred:
-            return _first_copy(preferred)
+            first = _first_copy(preferred, ranks)
+            if ranks.rank(first.path) <= ranks.rank(chosen.path):
+                return first
     return chosen
 
 
@@ -192,6 +253,18 @@ def _exact_reason(copies: list[ImageRecord], prefer: Sequence[str | os.PathLike]
     if prefer and any(keeping.is_under(record.path, prefer) for record in copies):
         return "identical files: under a preferred folder, then the oldest, then the shortest path"
     return "identical files: the oldest, then the shortest path"
+
+
+def shared_regions(checks: PairChecks, listed: Sequence[RelatedPair]) -> list[RelatedPair]:
+    """The checked pairs that share a region only (`Verdict.related`) and are not `listed` yet."""
+    seen = {frozenset((pair.a, pair.b)) for pair in listed}
+    found = []
+    for (first, second), verdict in sorted(checks.known.items()):
+        if verdict.related and frozenset((first, second)) not in seen:
+            seen.add(frozenset((first, second)))
+            reason = f"shares a region only ({verdict.covered_a:.0%} of it in the other, {verdict.covered_b:.0%} back)"
+            found.append(RelatedPair(first, second, reason, verdict.covered_a, verdict.covered_b, verdict.inliers))
+    return found
 
 
 def _related(record: ImageRecord, keeper: ImageRecord, verdict: Verdict) -> RelatedPair:

@@ -22,7 +22,9 @@ near it, so after files were added, changed, moved or removed only some lists ca
     search finds it (approximate search is not symmetric), so every stored vector is read, in pages,
     and scored exactly against the new and changed rows on the client
     (`rows_within_threshold_exactly`). This reads every vector once, as a full run does, but searches
-    only the rows found: COST.
+    only the rows found: at 25,000 2048-d rows under HNSW (2 cores, the server on the same machine)
+    a re-run after 26 rows were added took 21.2 s, 16.8 s of it the scan, against 92.9 s for a full
+    run, and found the same 5,648 pairs.
 
 A **moved** file (a row gone and a new row with its content hash: the indexing run keeps its vector)
 keeps its lists under its new id, and so its group. Keypoint checks are kept by the content hashes of
@@ -95,9 +97,9 @@ STATE_VERSION = 2
 CHECKED_ROWS = 8
 """Rows whose recorded cosines are compared with their stored vectors before the state is trusted."""
 
-Check = tuple[bool, int, float, float, bool]
-"""A keypoint check's outcome: (verified, inliers, covered_first, covered_second, related), the first
-file being the one with the smaller content hash."""
+Check = tuple[bool, int, float, float, bool, float, float]
+"""A keypoint check's outcome: (verified, inliers, covered_first, covered_second, related, fill_first,
+fill_second), the first file being the one with the smaller content hash."""
 
 
 @dataclass
@@ -162,7 +164,9 @@ class DuplicateState:
             "check_hashes": np.array([list(key) for key, _ in checks], dtype=str).reshape(-1, 2),
             "check_verified": np.array([value[0] for _, value in checks], dtype=bool),
             "check_inliers": np.array([value[1] for _, value in checks], dtype=np.int32),
-            "check_covered": np.array([value[2:4] for _, value in checks], dtype=np.float32).reshape(-1, 2),
+            "check_covered": np.array(
+                [(value[2], value[3], value[5], value[6]) for _, value in checks], dtype=np.float32
+            ).reshape(-1, 4),
             "check_related": np.array([value[4] for _, value in checks], dtype=bool),
             "probe_ids": np.array(list(self.probe), dtype=np.int64),
             "probe_cosines": np.array(list(self.probe.values()), dtype=np.float64),
@@ -206,7 +210,7 @@ class DuplicateState:
                     strict=True,
                 ):
                     state.found_by.setdefault(source, {})[other] = cosine
-                for (first, second), verified, inliers, (covered_first, covered_second), related in zip(
+                for (first, second), verified, inliers, (covered_first, covered_second, *fills), related in zip(
                     saved["check_hashes"].tolist(),
                     saved["check_verified"].tolist(),
                     saved["check_inliers"].tolist(),
@@ -220,6 +224,8 @@ class DuplicateState:
                         round(float(covered_first), 3),
                         round(float(covered_second), 3),
                         bool(related),
+                        round(float(fills[0]), 3) if fills else -1.0,
+                        round(float(fills[1]), 3) if len(fills) > 1 else -1.0,
                     )
                 return state
         except (OSError, ValueError, KeyError, TypeError) as error:

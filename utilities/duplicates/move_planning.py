@@ -4,8 +4,12 @@
 finds the indexed root (the deepest folder holding every stored file, or the one given), maps each
 file to `DIR/<its path below the root>` (outside the root: `DIR/_outside_root/<its whole path>`)
 and leaves out, with the reason, each file that must stay: not stored any more, changed since it
-was indexed or since the search, a symbolic link, its keeper gone or changed, its destination
-taken. `check_file` is the check made again just before a file moves, content hash included.
+was indexed or since the search, a symbolic link, the same file as its keeper (one file indexed
+under two paths, or a keeper that is a link to it), its keeper gone, changed or itself moved aside
+(in `folder` or in another folder files were moved into), its destination taken. `check_file` is the
+check made again just before a file moves, its keeper's and both content hashes included.
+
+`folder` may lie below the root, but not in (or above) a folder that holds stored files.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Union
 
+from utilities.duplicates.moved_aside import KeeperRank
+from utilities.files import size_and_mtime
 from utilities.hashing import file_hash
 from utilities.ids import path_id, stored_path
 from utilities.milvus.collection import ImageCollection
@@ -35,7 +41,8 @@ Report = Union["DuplicateReport", Mapping[str, Any], str, os.PathLike]  # noqa: 
 """A report to act on: a `DuplicateReport`, a saved one as read from its JSON, or that file's path."""
 
 REPORT_TIME_SLACK_NS = 2 * 10**9
-"""A saved report's time is kept to the second: a file counts as modified after it beyond this."""
+"""A saved report's time is kept to the second: a file counts as modified after it beyond this (an
+in-memory report's `created` is exact: no slack)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class PlannedMove:
         file_size: Size in bytes, from its row.
         mtime_ns: Modification time, from its row.
         content_hash: Content hash, from its row.
+        keeper_size: The keeper's size, from its row.
+        keeper_mtime_ns: The keeper's modification time, from its row.
+        keeper_hash: The keeper's content hash, from its row.
     """
 
     source: str
@@ -57,6 +67,9 @@ class PlannedMove:
     file_size: int
     mtime_ns: int
     content_hash: str
+    keeper_size: int = -1
+    keeper_mtime_ns: int = -1
+    keeper_hash: str = ""
 
 
 def plan_moves(
@@ -76,13 +89,21 @@ def plan_moves(
     removable, made_ns = removable_files(report)
     folder = Path(folder).expanduser().absolute()
     inside_folder = stored_path(folder) + "/"
-    root = stored_path(root) if root is not None else common_root(store, exclude=inside_folder)
-    _refuse_inside(folder, root)
+    everywhere = stored_folders(store)
+    folders = {name for name in everywhere if not (name + "/").startswith(inside_folder)}
+    if everywhere and not folders:
+        raise ValueError(
+            f"{folder} holds the indexed folder {posixpath.commonpath(sorted(everywhere))}: files moved there would "
+            "be indexed again. Choose a folder outside it"
+        )
+    root = stored_path(root) if root is not None else _common(folders, store)
+    _refuse_inside(folder, root, folders)
     ids = {path_id(path) for pair in removable for path in pair if path}
     rows = {record.id: record for record in store.records(sorted(ids))}
     planned: list[PlannedMove] = []
     skipped: dict[str, str] = {}
     taken: set[str] = set()
+    ranks = KeeperRank()
     for source, keeper in removable:
         target = stored_path(destination_of(source, root, folder))
         if source.startswith(inside_folder):
@@ -92,18 +113,32 @@ def plan_moves(
         elif os.path.lexists(target):
             reason = f"{target} exists already: not overwritten"
         else:
-            reason = _unmovable(source, keeper, rows, made_ns)
+            reason = _unmovable(source, keeper, rows, made_ns) or _keeper_aside(keeper, folder, ranks)
         if reason:
             skipped[source] = reason
             continue
         taken.add(target)
-        row = rows[path_id(source)]
-        planned.append(PlannedMove(source, target, keeper, row.file_size, row.mtime_ns, row.content_hash))
+        row, kept = rows[path_id(source)], rows[path_id(keeper)]
+        planned.append(
+            PlannedMove(
+                source,
+                target,
+                keeper,
+                row.file_size,
+                row.mtime_ns,
+                row.content_hash,
+                kept.file_size,
+                kept.mtime_ns,
+                kept.content_hash,
+            )
+        )
     return planned, skipped
 
 
 def removable_files(report: Report) -> tuple[list[tuple[str, str]], int | None]:
-    """`(file, keeper)` of each removable file of a report, and when the report was made (ns, if saved with it).
+    """`(file, keeper)` of each removable file of a report, and the time (ns) after which a file counts as
+    changed since the report: a saved report's `created` (kept to the second) plus `REPORT_TIME_SLACK_NS`,
+    or a `DuplicateReport`'s own `created` (None when it has none).
 
     Args:
         report: A `DuplicateReport`, a saved report as read from its JSON, or the path of that file.
@@ -121,12 +156,15 @@ def removable_files(report: Report) -> tuple[list[tuple[str, str]], int | None]:
             raise ValueError(f"not a duplicate report with groups of removable files ({error!r})") from error
         threshold, verified = report.get("threshold"), report.get("verified", True)
         try:
-            made_ns: int | None = int(dt.datetime.fromisoformat(report["created"]).timestamp()) * 10**9
+            made = int(dt.datetime.fromisoformat(report["created"]).timestamp()) * 10**9
+            made_ns: int | None = made + REPORT_TIME_SLACK_NS
         except (KeyError, TypeError, ValueError):
             made_ns = None  # a report without its time: only the rows are compared
     else:
         groups = [(group.removable, getattr(group, "keeper", "")) for group in report.groups]
-        threshold, verified, made_ns = report.threshold, report.verified, None
+        threshold, verified = report.threshold, report.verified
+        created = getattr(report, "created", None)
+        made_ns = None if created is None else int(created * 10**9)
     if threshold is not None and not verified:
         raise ValueError(
             "the duplicate report was made without the keypoint check (--no-verify): its near pairs may be "
@@ -152,15 +190,22 @@ def common_root(store: ImageCollection, exclude: str = "") -> str:
     Raises:
         ValueError: No stored file is left.
     """
-    root: str | None = None
+    return _common(stored_folders(store, exclude), store)
+
+
+def stored_folders(store: ImageCollection, exclude: str = "") -> set[str]:
+    """The folders that directly hold stored files (URLs and files under `exclude` left out)."""
+    found: set[str] = set()
     for page in store.iter_rows():
         folders = {posixpath.dirname(row["path"]) for row in page}
-        folders = {name for name in folders if "://" not in name and not (exclude and (name + "/").startswith(exclude))}
-        if folders:
-            root = posixpath.commonpath([*folders, *([root] if root is not None else [])])
-    if root is None:
+        found |= {name for name in folders if "://" not in name and not (exclude and (name + "/").startswith(exclude))}
+    return found
+
+
+def _common(folders: set[str], store: ImageCollection) -> str:
+    if not folders:
         raise ValueError(f"collection {store.name!r} holds no files to move")
-    return root
+    return posixpath.commonpath(sorted(folders))
 
 
 def destination_of(path: str, root: str, folder: Path) -> Path:
@@ -183,17 +228,37 @@ def destination_of(path: str, root: str, folder: Path) -> Path:
     return folder.joinpath(*("__" if part in ("..", ".", "") else part for part in parts))
 
 
-def check_file(move: PlannedMove) -> str | None:
-    """The check made just before a file moves: still there, with its row's size, time and content."""
+def check_file(move: PlannedMove, hashed: dict[tuple[str, int, int], str] | None = None) -> str | None:
+    """The check made just before a file moves: it is still there, with its row's size, time and content,
+    and so is its keeper, which is not the same file.
+
+    Args:
+        move: The planned move.
+        hashed: Keepers' content hashes found by earlier checks of this run, by `(path, size, mtime_ns)`
+            (a keeper of several files is read once).
+    """
     reason = _stat_differs(move.source, (move.file_size, move.mtime_ns))
     if reason:
         return reason
+    reason = _same_file(move.source, move.keeper)
+    if reason:
+        return reason
+    if size_and_mtime(move.keeper) != (move.keeper_size, move.keeper_mtime_ns):
+        return f"its keeper {move.keeper} is gone or changed since it was indexed: search again"
     digest = file_hash(move.source)
     if not digest:
         return "cannot be read"
     if digest != move.content_hash:
         return "its content differs from its row (same size and time, other bytes): index and search again"
-    return None
+    key = (move.keeper, move.keeper_size, move.keeper_mtime_ns)
+    kept = hashed.get(key) if hashed is not None else None
+    if kept is None:
+        kept = file_hash(move.keeper)
+        if kept and hashed is not None:
+            hashed[key] = kept
+    if not kept or kept != move.keeper_hash:
+        return f"its keeper {move.keeper} cannot be read or holds other bytes than its row: index and search again"
+    return _same_file(move.source, move.keeper)  # once more, after the reads
 
 
 def _unmovable(source: str, keeper: str, rows: dict[int, ImageRecord], made_ns: int | None) -> str | None:
@@ -214,25 +279,52 @@ def _unmovable(source: str, keeper: str, rows: dict[int, ImageRecord], made_ns: 
         return "a symbolic link (it takes no space): not moved"
     if not stat.S_ISREG(status.st_mode):
         return "not a regular file"
-    if made_ns is not None and status.st_mtime_ns > made_ns + REPORT_TIME_SLACK_NS:
+    if made_ns is not None and status.st_mtime_ns > made_ns:
         return "modified after the duplicate search: search again"
-    kept = rows.get(path_id(keeper)) if keeper else None
-    if keeper and (kept is None or _stat(keeper) != kept.stat):
+    if not keeper:
+        return "its group names no file to keep: search again"
+    kept = rows.get(path_id(keeper))
+    if kept is None or size_and_mtime(keeper) != kept.stat:
         return f"its keeper {keeper} is gone or changed since it was indexed: search again"
+    if not kept.content_hash:
+        return f"its keeper's row has no content hash to check {keeper} against: index the folder again"
+    if made_ns is not None and kept.mtime_ns > made_ns:
+        return f"its keeper {keeper} was modified after the duplicate search: search again"
+    return _same_file(source, keeper)
+
+
+def _same_file(source: str, keeper: str) -> str | None:
+    """Why `source` must stay because it is its keeper's file (None: it is another file, or the keeper is
+    gone, which the keeper's own check reports)."""
+    try:
+        same = os.path.samefile(source, keeper)
+    except OSError:
+        same = False
+    if same or os.path.realpath(source) == os.path.realpath(keeper):
+        return (
+            f"the same file as its keeper {keeper} (one file under two paths, or a link to it): moving it would "
+            "leave no copy"
+        )
     return None
 
 
-def _stat(path: str) -> tuple[int, int] | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_size, status.st_mtime_ns
+def _keeper_aside(keeper: str, folder: Path, ranks: KeeperRank) -> str | None:
+    """Why a file must stay because its keeper is not in the library: in `folder`, or in another folder
+    that files were moved aside into (None: it is not)."""
+    real_keeper, real_folder = os.path.realpath(keeper), os.path.realpath(folder)
+    if (keeper + "/").startswith(stored_path(folder) + "/") or real_keeper.startswith(real_folder + os.sep):
+        return f"its keeper {keeper} is in {folder}, where moved files go: moving it would leave no copy in the library"
+    if ranks.moved_aside(keeper) or ranks.moved_aside(real_keeper):
+        return (
+            f"its keeper {keeper} is in a folder of files moved aside (it holds a move manifest): "
+            "search again to keep the library's copy"
+        )
+    return None
 
 
 def _stat_differs(path: str, stored: tuple[int, int]) -> str | None:
     """Why a file no longer matches its row's `(size, mtime_ns)` (None: it does)."""
-    found = _stat(path)
+    found = size_and_mtime(path)
     if found is None:
         return "not found (moved or deleted since the search)"
     if found != stored:
@@ -240,12 +332,26 @@ def _stat_differs(path: str, stored: tuple[int, int]) -> str | None:
     return None
 
 
-def _refuse_inside(folder: Path, root: str) -> None:
-    """Refuse a folder inside the root (its files would be indexed again) or holding it."""
+def _refuse_inside(folder: Path, root: str, folders: set[str]) -> None:
+    """Refuse a folder that is the root or holds it, or lies in (or holds) a folder that holds stored files
+    (its files would be indexed again with the library's). Below the root, in a folder of its own, is allowed."""
     real_folder, real_root = Path(os.path.realpath(folder)), Path(os.path.realpath(root))
-    if real_folder == real_root or real_root in real_folder.parents or real_folder in real_root.parents:
-        where = "holds" if real_folder in real_root.parents else "is inside"
+    if real_folder == real_root or real_folder in real_root.parents:
+        where = "is" if real_folder == real_root else "holds"
         raise ValueError(
             f"{folder} {where} the indexed folder {root}: files moved there would be indexed again. "
             "Choose a folder outside it (or give the root of the indexed files)"
+        )
+    real_folders = {Path(os.path.realpath(name)): name for name in folders}
+    for ancestor in (real_folder, *real_folder.parents):
+        if ancestor in real_folders:
+            raise ValueError(
+                f"{folder} is inside the indexed folder {real_folders[ancestor]}, which holds stored files: files "
+                "moved there would be indexed again with them. Choose a folder outside it"
+            )
+    held = next((name for real, name in sorted(real_folders.items()) if real_folder in real.parents), None)
+    if held is not None:
+        raise ValueError(
+            f"{folder} holds the indexed folder {held}: files moved there would be indexed again. "
+            "Choose a folder outside it"
         )

@@ -5,19 +5,22 @@ folder DIR, each at its path below the indexed folder (`DIR/<path below the root
 `move_planning.plan_moves`). `undo_move` puts them back. Nothing is ever deleted:
 
 - each file is checked again just before it moves: its size, modification time and content hash
-  must be those of its stored row (what the search compared), it must not be newer than the saved
-  report, and its keeper must still be there as stored. Otherwise it stays where it is, reported
-  as skipped with the reason;
+  must be those of its stored row (what the search compared), it must not be newer than the report,
+  and its keeper must still be there as stored (size, time and content hash), not be the same file
+  (one file indexed under two paths, or a link to it) and not lie in a folder of moved-aside files.
+  Otherwise it stays where it is, reported as skipped with the reason;
 - no file is ever written over: a destination that exists is skipped;
 - a file moves as `placing.place` moves it: a hard link then the removal of the old name on one
   filesystem; a synced, checked copy linked into place, then the removal of the source, across
   filesystems;
-- the manifest (`DIR/duplicates-move-<time>.json`: each planned move with the file's size,
-  modification time, content hash and keeper) is written atomically before the first file moves,
-  and again with each move's outcome at the end. Undo needs only the plan: it moves back each
-  file found at its destination whose original place is free, removes what a move stopped half-way
+- the manifest (`DIR/duplicates-move-<time>.json`: the database and collection, each planned move
+  with the file's size, modification time, content hash and keeper) is written atomically and synced
+  to disk before the first file moves, and again with each move's outcome at the end. Undo needs only
+  the plan: it moves back each file found at its destination with the bytes that were moved (and
+  whose original place is free), on the same database only, removes what a move stopped half-way
   left beside an intact source, and leaves the rest (reported). So it also repairs a move killed at
-  any point, and running it twice changes nothing more;
+  any point, and running it twice changes nothing more. An entry that fails is reported, and the
+  others are still undone;
 - the collection follows the files: a moved file's row is written under its new path (and the id
   derived from it) with the same vector, hash, size and time, then its old row is deleted; no image
   is embedded. Undo does the reverse; the mapping file is patched with the same rows.
@@ -42,9 +45,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from utilities.atomic import replaced_atomically
+from utilities.atomic import replaced_atomically, sync_folder
+from utilities.config import masked_uri
 from utilities.duplicates import placing
 from utilities.duplicates.move_planning import PlannedMove, Report, check_file, plan_moves
+from utilities.duplicates.moved_aside import LOCK_NAME, MANIFEST_KIND
 from utilities.errors import ImageSearchError
 from utilities.hashing import file_hash
 from utilities.ids import path_id
@@ -53,9 +58,8 @@ from utilities.milvus.collection import ImageCollection
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_KIND = "duplicates-move"
-MANIFEST_VERSION = 1
-LOCK_NAME = ".duplicates-move.lock"
+MANIFEST_VERSION = 2
+"""2: the manifest records the `database` (an undo refuses another one)."""
 ROWS_PER_UPDATE = 256
 """Files moved between two updates of their rows (a read of their vectors, a write, a delete)."""
 
@@ -157,8 +161,9 @@ def move_removable(
     planned, skipped = plan_moves(store, report, folder, root)
     result = MoveResult("dry run" if dry_run else "move", folder, skipped=skipped)
     if dry_run:
+        hashed: dict[tuple[str, int, int], str] = {}
         for move in tqdm(planned, desc="checking", unit="file", disable=not progress):
-            reason = check_file(move)
+            reason = check_file(move, hashed)
             if reason:
                 result.skipped[move.source] = reason
             else:
@@ -195,12 +200,18 @@ def undo_move(
 
     Raises:
         FileNotFoundError: No manifest there.
-        ValueError: It is not a move manifest, or it was made on another collection.
+        ValueError: It is not a move manifest, or it was made on another database or collection.
         ImageSearchError: Another move or undo is using the folder.
     """
     started = time.perf_counter()
     path = Path(manifest).expanduser().absolute()
     document = read_manifest(path)
+    database = document.get("database")  # absent from a version 1 manifest
+    if database is not None and database != database_of(store):
+        raise ValueError(
+            f"{path} moved files of the database {database}, not {database_of(store)}: undo it with that one "
+            f"(--uri {document.get('milvus') or database})"
+        )
     if document["collection"] != store.name:
         raise ValueError(
             f"{path} moved files of collection {document['collection']!r}, not {store.name!r}: "
@@ -213,15 +224,22 @@ def undo_move(
         _folder_lock(result.folder),
         tqdm(total=len(entries), desc="moving back", unit="file", disable=not progress) as bar,
     ):
-        folders = {Path(entry[end]).parent for entry in entries for end in ("source", "destination")}
-        copies = placing.temporaries(folders)
-        for entry in entries:
-            source, target = Path(entry["source"]), Path(entry["destination"])
-            if _move_back(source, target, entry["content_hash"], result):
-                rows.follow(entry["destination"], entry["source"])
-                _remove_copies(source, entry["content_hash"], copies.get(target, []) + copies.get(source, []), result)
-            bar.update()
-        rows.flush()
+        try:
+            folders = {Path(entry[end]).parent for entry in entries for end in ("source", "destination")}
+            copies = placing.temporaries(folders)
+            for entry in entries:
+                source, target = Path(entry["source"]), Path(entry["destination"])
+                try:
+                    if _move_back(source, target, entry["content_hash"], result):
+                        rows.follow(entry["destination"], entry["source"])
+                        found = copies.get(target, []) + copies.get(source, [])
+                        _remove_copies(source, entry["content_hash"], found, result)
+                except Exception as error:  # noqa: BLE001 - reported; the other entries are still undone
+                    logger.warning("could not undo the move of %s: %r", source, error)
+                    result.skipped[str(source)] = f"could not be undone: {error!r}"
+                bar.update()
+        finally:
+            rows.flush()
     _patch_mapping(store, mapping_path, result, progress)
     result.seconds = time.perf_counter() - started
     return result
@@ -267,6 +285,7 @@ def _move_planned(store: ImageCollection, planned: list[PlannedMove], result: Mo
         "kind": MANIFEST_KIND,
         "version": MANIFEST_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "database": database_of(store),
         "collection": store.name,
         "milvus": store.target.shown,
         "destination": str(result.folder),
@@ -274,18 +293,21 @@ def _move_planned(store: ImageCollection, planned: list[PlannedMove], result: Mo
     }
     _write_manifest(result.manifest, document)
     rows = _RowMover(store, result)
+    hashed: dict[tuple[str, int, int], str] = {}
     try:
         with tqdm(total=len(planned), desc="moving", unit="file", disable=not progress) as bar:
-            for move, entry in zip(planned, document["moves"], strict=True):
-                reason = check_file(move) or _place(move)
-                entry["status"] = "skipped" if reason else "moved"
-                if reason:
-                    entry["reason"] = result.skipped[move.source] = reason
-                else:
-                    result.moved.append((move.source, move.destination))
-                    rows.follow(move.source, move.destination)
-                bar.update()
-            rows.flush()
+            try:
+                for move, entry in zip(planned, document["moves"], strict=True):
+                    reason = check_file(move, hashed) or _place(move)
+                    entry["status"] = "skipped" if reason else "moved"
+                    if reason:
+                        entry["reason"] = result.skipped[move.source] = reason
+                    else:
+                        result.moved.append((move.source, move.destination))
+                        rows.follow(move.source, move.destination)
+                    bar.update()
+            finally:
+                rows.flush()
     except BaseException:
         logger.error("the move stopped: undo it with python -m utilities duplicates --undo %s", result.manifest)
         raise
@@ -306,6 +328,12 @@ def _place(move: PlannedMove) -> str | None:
 
 def _move_back(source: Path, target: Path, content_hash: str, result: MoveResult) -> bool:
     """Undo one planned move; True when the file is at its original place afterwards."""
+    if os.path.lexists(target) and not os.path.lexists(source) and file_hash(target) != content_hash:
+        result.skipped[str(source)] = (
+            f"{target} does not hold the bytes that were moved (its content hash differs from the manifest's): "
+            "left there"
+        )
+        return False
     if os.path.lexists(source) and os.path.lexists(target):
         if not placing.leftover_at(target, source, content_hash):
             result.skipped[str(source)] = f"its original place is taken by another file: left at {target}"
@@ -388,9 +416,20 @@ def _new_manifest_path(folder: Path) -> Path:
     raise AssertionError("unreachable")
 
 
+def database_of(store: ImageCollection) -> str:
+    """The database of `store`, as a manifest records it: the Lite file's resolved path, or the server's
+    URI without credentials (as `provenance.Source` records it)."""
+    target = store.target
+    return str(Path(target.uri).expanduser().resolve()) if target.is_lite else masked_uri(target.uri)
+
+
 def _write_manifest(path: Path, document: dict[str, Any]) -> None:
-    with replaced_atomically(path) as temporary:
-        temporary.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    """Write the manifest atomically, synced to disk (the file, then its new name in the folder)."""
+    with replaced_atomically(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(document, indent=1))
+        handle.flush()
+        os.fsync(handle.fileno())  # the bytes are on disk before the name replaces the last manifest
+    sync_folder(path.parent)
 
 
 def _patch_mapping(

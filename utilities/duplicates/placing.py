@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from utilities.atomic import sync_folder
 from utilities.hashing import BLOCK_BYTES, file_hash
 
 TEMPORARY_SUFFIX = ".moving"
@@ -100,7 +101,7 @@ def _copy_into_place(source: Path, target: Path, content_hash: str | None) -> No
             if os.path.lexists(target):
                 raise FileExistsError(target) from None
             os.rename(temporary, target)
-        _sync_folder(target.parent)
+        sync_folder(target.parent)
     finally:
         temporary.unlink(missing_ok=True)  # only ever this move's own copy
 
@@ -111,20 +112,6 @@ def _hard_link(source: Path, target: Path) -> None:
 
 def _sync_file(handle: object) -> None:
     os.fsync(handle.fileno())  # type: ignore[attr-defined]
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a new name in `folder` durable (where folders can be opened: not on Windows)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _remove_source(source: Path) -> None:

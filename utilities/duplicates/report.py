@@ -103,6 +103,8 @@ class DuplicateReport:
         changed: Rows added, changed, moved or removed since that run (incremental runs).
         checks_reused: Near pairs whose keypoint check was kept from that run (neither file changed).
         seconds: Wall time.
+        created: When the search finished (POSIX seconds; None for a report not made by a search): a file
+            modified after it is not acted on (`moving`).
     """
 
     collection: str
@@ -122,6 +124,7 @@ class DuplicateReport:
     changed: int = 0
     checks_reused: int = 0
     seconds: float = 0.0
+    created: float | None = None
 
     @property
     def removable(self) -> list[str]:

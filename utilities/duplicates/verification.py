@@ -16,10 +16,10 @@ is `SIDE` px:
    cells by their mean). `covered_a` is the share of the first image's cells found in place in the
    second; `covered_b` the reverse. An edited copy cropped from a photo is covered in full by it; a
    collage of two photos, a photo beside another, a photo inside a screenshot are only partly.
-3. **Same picture**: the pair is a copy when the image with the larger coverage is covered at least
-   `CONTAINED` (nearly all of it is in the other) and the other at least `OVERLAP` (it is not a
-   small part of a larger picture). A pair whose keypoints agree but whose coverage does not is
-   `related`: reported, never a copy.
+3. **Same picture**: the pair is a copy when one image is nearly all (`CONTAINED`) found in the
+   other or blank fill (a border, a turned copy's corners: flat and outside the other), and the
+   other image is found at least `OVERLAP` in it (it is not a small part of a larger picture). A
+   pair whose keypoints agree but whose coverage does not is `related`: reported, never a copy.
 
 The constants were chosen on the committed samples and their edited copies, collages, side-by-sides,
 padded and pasted copies (`benchmarks/duplicates.py`; the tables are in `benchmarks/results/`).
@@ -61,7 +61,14 @@ REPROJECTION_PIXELS = 4.0
 """How far (at `SIDE` px) a match may land from where the transform puts it, to agree with it."""
 
 GRID = 12
-"""Cells a side of the grid on which two images laid over each other are compared."""
+"""Cells a side of the grid on which two images laid over each other are compared (at most)."""
+
+MIN_GRID = 4
+"""Cells a side at least, however small the image."""
+
+CELL_PIXELS = 24
+"""Smallest side of a cell, in pixels: a smaller image gets fewer cells (a correlation over a dozen
+blurred, re-encoded pixels says little)."""
 
 CELL_CORRELATION = 0.5
 """Normalised cross-correlation at which a textured cell counts as found in the other image."""
@@ -71,6 +78,16 @@ FLAT_DEVIATION = 6.0
 
 FLAT_DIFFERENCE = 16.0
 """Largest difference of means, in grey levels, at which two flat cells match."""
+
+BLANK_DEVIATION = 2.0
+"""Grey-level standard deviation (9 x 9 pixels) under which a region is blank fill: a border, letterboxing,
+a turned copy's corners (a sky or a wall, flat to the eye, varies more)."""
+
+MIN_CELL_PIXELS = 64
+"""Pixels of a cell that must lie inside the other image for the cell to be compared."""
+
+EDGE_PIXELS = 8
+"""Pixels just outside the other image left out of both shares (where a border meets the picture)."""
 
 CONTAINED = 0.85
 """Share of the better-covered image that must be found in the other for a pair to be copies."""
@@ -93,6 +110,9 @@ class Verdict:
         related: The keypoints agree but the coverage does not: the two share a region only.
         error: Why the pair could not be checked (a file missing or not decodable), else "".
         error_path: The file that could not be read, else "".
+        fill_a: Share of the first image outside the second and flat (a border, a rotated copy's
+            corners): nothing the second lacks (-1 when not measured).
+        fill_b: The same for the second image.
     """
 
     verified: bool
@@ -104,10 +124,22 @@ class Verdict:
     related: bool = False
     error: str = ""
     error_path: str = ""
+    fill_a: float = -1.0
+    fill_b: float = -1.0
+
+    def lost(self, first: bool) -> float:
+        """Share of the first image (or, with False, the second) that the other lacks: neither found in
+        it nor a flat fill outside it (-1 when the fills were not measured, e.g. a check kept from a run)."""
+        fill = self.fill_a if first else self.fill_b
+        if fill < 0:
+            return -1.0
+        return max(0.0, 1.0 - (self.covered_a if first else self.covered_b) - fill)
 
     def contains(self, first_in_second: bool) -> bool:
-        """Whether the first image (or, with False, the second) is nearly all found in the other."""
-        return (self.covered_a if first_in_second else self.covered_b) >= CONTAINED
+        """Whether the first image (or, with False, the second) is nearly all found in the other or blank
+        fill (a border, a turned copy's corners: no content)."""
+        covered, fill = (self.covered_a, self.fill_a) if first_in_second else (self.covered_b, self.fill_b)
+        return covered + max(fill, 0.0) >= CONTAINED
 
 
 def _cv2() -> Any:
@@ -188,35 +220,58 @@ def _fit(cv2: Any, first: tuple[Any, Any], second: tuple[Any, Any]) -> _Fit:
     return _Fit(int(agreeing.sum()), len(matches), transform, source[agreeing], target[agreeing])
 
 
-def coverage(cv2: Any, image: np.ndarray, other: np.ndarray, transform: np.ndarray) -> float:
-    """Share of `image`'s grid cells found in place in `other`, `transform` mapping `image` into `other`.
+def coverage(cv2: Any, image: np.ndarray, other: np.ndarray, transform: np.ndarray) -> tuple[float, float]:
+    """Shares of `image`'s area found in place in `other`, and lying outside it but flat (a fill).
 
-    `other` is warped into `image`'s frame; after one linear fit of the grey levels (a brightened
-    or contrasted copy matches), each cell of a `GRID` x `GRID` grid that lies mostly inside
-    `other` is compared: textured cells by normalised cross-correlation, flat ones by their means.
+    `transform` maps `image` into `other`, which is warped into `image`'s frame; after one linear
+    fit of the grey levels (a brightened or contrasted copy matches), each cell of a `GRID` x `GRID`
+    grid that lies mostly inside `other` is compared: textured cells by normalised cross-correlation,
+    flat ones by their means; the pixels inside `other` of the cells that match are the area found.
+    Flat pixels where `other` shows something else (a turned copy's corners inside the original)
+    are fill too, and left out of their cell's comparison.
+    Pixels outside `other` in a flat neighbourhood (a border, letterboxing, a turned copy's corners)
+    hold nothing `other` lacks: they are the fill. Pixels within `EDGE_PIXELS` of `other` count for
+    neither (where a border meets the picture, a neighbourhood is never flat).
     """
     height, width = image.shape
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    laid = cv2.warpAffine(other, transform, (width, height), flags=flags).astype(np.float32)
+    blurred = cv2.GaussianBlur(other, (5, 5), 0)  # compare structure, not re-encoding noise
+    laid = cv2.warpAffine(blurred, transform, (width, height), flags=flags).astype(np.float32)
     inside = cv2.warpAffine(np.ones_like(other), transform, (width, height), flags=flags) > 0
     mine = image.astype(np.float32)
     if inside.sum() < 16:
-        return 0.0
+        return 0.0, 0.0
     slope, offset = np.polyfit(laid[inside], mine[inside], 1) if laid[inside].std() > 0 else (1.0, 0.0)
+    mean = cv2.blur(mine, (9, 9))
+    spread = np.sqrt(np.maximum(cv2.blur(mine * mine, (9, 9)) - mean * mean, 0))
     laid = laid * slope + offset
-    rows = np.linspace(0, height, GRID + 1).astype(int)
-    columns = np.linspace(0, width, GRID + 1).astype(int)
-    found = cells = 0
+    mine = cv2.GaussianBlur(mine, (5, 5), 0)
+    near_edge = (cv2.dilate(inside.astype(np.uint8), np.ones((2 * EDGE_PIXELS + 1,) * 2, np.uint8)) > 0) & ~inside
+    fill = float((~inside & ~near_edge & (spread < BLANK_DEVIATION)).sum())
+    counted = max(1, mine.size - int(near_edge.sum()))
+    cells = max(MIN_GRID, min(GRID, min(height, width) // CELL_PIXELS))  # small images: fewer, larger cells
+    rows = np.linspace(0, height, cells + 1).astype(int)
+    columns = np.linspace(0, width, cells + 1).astype(int)
+    flat = spread < FLAT_DEVIATION
+    laid_mean = cv2.blur(laid, (9, 9))
+    flat_laid = np.sqrt(np.maximum(cv2.blur(laid * laid, (9, 9)) - laid_mean * laid_mean, 0)) < FLAT_DEVIATION
+    found = 0
     for top, bottom in zip(rows[:-1], rows[1:], strict=True):
         for left, right in zip(columns[:-1], columns[1:], strict=True):
-            if bottom <= top or right <= left:
-                continue
-            cells += 1
             within = inside[top:bottom, left:right]
-            if within.mean() < 0.5:
+            if within.sum() < MIN_CELL_PIXELS:
                 continue
-            found += _cell_matches(mine[top:bottom, left:right][within], laid[top:bottom, left:right][within])
-    return found / cells if cells else 0.0
+            pixels, over = mine[top:bottom, left:right][within], laid[top:bottom, left:right][within]
+            blank = (  # blank here where the other shows something: a turned copy's corner
+                flat[top:bottom, left:right][within]
+                & ~flat_laid[top:bottom, left:right][within]
+                & (np.abs(pixels - over) > FLAT_DIFFERENCE)
+            )
+            fill += float(blank.sum())
+            rest = ~blank
+            if rest.sum() >= MIN_CELL_PIXELS and _cell_matches(pixels[rest], over[rest]):
+                found += int(rest.sum())
+    return found / counted, fill / counted
 
 
 def _cell_matches(mine: np.ndarray, laid: np.ndarray) -> bool:
@@ -276,11 +331,19 @@ def judge(cv2: Any, first: tuple[np.ndarray, Any, Any], second: tuple[np.ndarray
             other = np.ascontiguousarray(second[0][:, ::-1]) if mirrored else second[0]
             overlay = fit.overlay(cv2)
             inverse = cv2.invertAffineTransform(overlay)
-            covered_a = coverage(cv2, first[0], other, overlay)
-            covered_b = coverage(cv2, other, first[0], inverse)
-            same = same_picture(covered_a, covered_b)
+            covered_a, fill_a = coverage(cv2, first[0], other, overlay)
+            covered_b, fill_b = coverage(cv2, other, first[0], inverse)
+            same = same_picture(covered_a, covered_b, fill_a, fill_b)
             verdict = Verdict(
-                same, fit.inliers, fit.matches, mirrored, round(covered_a, 3), round(covered_b, 3), related=not same
+                same,
+                fit.inliers,
+                fit.matches,
+                mirrored,
+                round(covered_a, 3),
+                round(covered_b, 3),
+                related=not same,
+                fill_a=round(fill_a, 3),
+                fill_b=round(fill_b, 3),
             )
         if _rank(verdict) > _rank(best):
             best = verdict
@@ -302,14 +365,17 @@ def is_copy(inliers: int, matches: int) -> bool:
     return inliers >= MIN_INLIERS and inliers >= MIN_INLIER_SHARE * matches
 
 
-def same_picture(covered_a: float, covered_b: float) -> bool:
-    """The coverage rule: one image nearly all in the other (`CONTAINED`), the other mostly in it (`OVERLAP`).
+def same_picture(covered_a: float, covered_b: float, fill_a: float = 0.0, fill_b: float = 0.0) -> bool:
+    """The coverage rule: one image nearly all in the other or blank fill (`CONTAINED`), and the other
+    found at least `OVERLAP` in the first (it is not a small part of a larger picture).
 
     Example:
-        >>> same_picture(1.0, 0.7), same_picture(1.0, 0.5), same_picture(0.6, 0.6)
-        (True, False, False)
+        >>> same_picture(1.0, 0.7), same_picture(1.0, 0.5), same_picture(0.6, 0.6), same_picture(0.7, 1.0, 0.3)
+        (True, False, False, True)
     """
-    return max(covered_a, covered_b) >= CONTAINED and min(covered_a, covered_b) >= OVERLAP
+    return (covered_a + fill_a >= CONTAINED and covered_b >= OVERLAP) or (
+        covered_b + fill_b >= CONTAINED and covered_a >= OVERLAP
+    )
 
 
 def check_rule() -> str:
@@ -318,7 +384,8 @@ def check_rule() -> str:
         f"orb {FEATURES} at {SIDE} px; inliers >= {MIN_INLIERS} and >= {MIN_INLIER_SHARE} of matches, "
         "either orientation; "
         f"scale {MIN_SCALE:.3f}-{1 / MIN_SCALE:.3f}, rotation <= {MAX_ROTATION}, {REPROJECTION_PIXELS} px; "
-        f"grid {GRID}, ncc {CELL_CORRELATION}, flat {FLAT_DEVIATION}/{FLAT_DIFFERENCE}; "
+        f"grid {MIN_GRID}-{GRID} ({CELL_PIXELS} px cells, {MIN_CELL_PIXELS} px inside), ncc {CELL_CORRELATION}, "
+        f"flat {FLAT_DEVIATION}/{FLAT_DIFFERENCE}, blank {BLANK_DEVIATION}, blurred 5; "
         f"contained {CONTAINED}, overlap {OVERLAP}"
     )
 

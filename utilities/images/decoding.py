@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -108,7 +109,9 @@ def _reduced(image: Image.Image, draft_size: int) -> Image.Image:
         return _to_rgb(image).reduce(factor)
 
 
-def load_image(path: str | os.PathLike, draft_size: int | None = None, max_pixels: int | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike | BinaryIO, draft_size: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
     """Open an image file as an 8-bit RGB Pillow image, in bounded memory.
 
     Handles grayscale, 16-bit, palette, alpha, CMYK and animated files (first frame),
@@ -116,7 +119,8 @@ def load_image(path: str | os.PathLike, draft_size: int | None = None, max_pixel
     decompression-bomb guard stays on.
 
     Args:
-        path: The image file.
+        path: The image file, or a binary file already open on it (read from where it stands, and
+            left open: the web server decodes the very file it checked, never the path again).
         draft_size: If given, the image is decoded (JPEG) or reduced right after decoding (the
             other formats) by the largest whole factor that keeps both sides at least this many
             pixels: much faster and leaner for large photos, and nothing is lost once the image
@@ -137,17 +141,18 @@ def load_image(path: str | os.PathLike, draft_size: int | None = None, max_pixel
         >>> load_image("photo.jpg").mode  # doctest: +SKIP
         'RGB'
     """
-    name = os.fspath(path)
+    is_open = not isinstance(path, (str, os.PathLike))
+    name = str(getattr(path, "name", "file")) if is_open else os.fspath(path)
     limit = max_pixels or max_image_pixels()  # a wrong setting is the caller's error, not this file's
-    if os.path.islink(name) and not os.path.exists(name):
+    if not is_open and os.path.islink(name) and not os.path.exists(name):
         raise ImageLoadError(name, "broken symbolic link")
     try:
-        if os.path.getsize(name) == 0:
+        if (os.fstat(path.fileno()).st_size if is_open else os.path.getsize(name)) == 0:
             raise ImageLoadError(name, "empty file (0 bytes)")
         with warnings.catch_warnings():
             # the pixel limit below decides; Pillow's own guard still raises at twice its limit
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(name, formats=FORMATS) as opened:
+            with Image.open(path if is_open else name, formats=FORMATS) as opened:
                 opened.seek(0)
                 if draft_size and opened.format in ("JPEG", "MPO"):
                     opened.draft("RGB", (draft_size, draft_size))

@@ -6,6 +6,7 @@ import io
 import os
 import threading
 from collections import OrderedDict
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -15,8 +16,8 @@ THUMBNAIL_SIDE = 192
 """Longest side of a thumbnail, in pixels."""
 
 
-def thumbnail_jpeg(path: str | os.PathLike, side: int = THUMBNAIL_SIDE, quality: int = 85) -> bytes:
-    """A JPEG of the image at `path`, scaled so that its longest side is at most `side` pixels.
+def thumbnail_jpeg(path: str | os.PathLike | BinaryIO, side: int = THUMBNAIL_SIDE, quality: int = 85) -> bytes:
+    """A JPEG of the image at `path` (or in a binary file open on it), its longest side at most `side` pixels.
 
     Raises:
         ImageLoadError: The file is gone or cannot be decoded (Pillow's decompression-bomb guard stays on).
@@ -51,12 +52,12 @@ class ThumbnailCache:
         self._items: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, row_id: int, path: str, stamp: object = None) -> bytes:
+    def get(self, row_id: int, path: str | BinaryIO, stamp: object = None) -> bytes:
         """The thumbnail of row `row_id`, whose file is `path` (made on a miss).
 
         Args:
             row_id: The row.
-            path: Its file.
+            path: Its file, or a binary file open on it (read only on a miss).
             stamp: What tells the file's version, for example `(size, mtime_ns)`: a thumbnail
                 kept for another stamp is made again.
         """

@@ -40,6 +40,7 @@ __all__ = [
     "index_folder",
     "index_paths",
     "prepare_run",
+    "seal_for_search",
     "shard_paths",
     "start_run",
 ]
@@ -54,7 +55,8 @@ SEAL_AFTER_ROWS = 10_000
 until the collection's index covers them (`wait_for_index`), so that searches use that index.
 Smaller runs into a FLAT collection leave their rows in growing segments, searched exactly until Milvus
 seals them by itself: a seal per small run would cost seconds (3 s measured) and make small segments.
-Under an approximate index every run that wrote rows seals them (`approximate_interim`). Measured in
+Under an approximate index every run that wrote rows seals them (`approximate_interim`); so does
+`ImageSearchEngine.insert_vectors` (`seal_for_search`). Measured in
 benchmarks/results/scale-server.md."""
 
 
@@ -296,6 +298,30 @@ def approximate_interim(store: ImageCollection) -> bool:
     return not store.target.is_lite and store.index_type not in ("FLAT", "NONE")
 
 
+def seal_for_search(store: ImageCollection, written: int, progress: bool = False) -> bool:
+    """Seal the rows just written and wait until the index covers them, where searches right after need it.
+
+    The rule of every write that ends a run (`finish_run`, `ImageSearchEngine.insert_vectors`): at least
+    `SEAL_AFTER_ROWS` rows, or any rows under an approximate index on a server (`approximate_interim`).
+    Rows are durable in Milvus' write-ahead log and visible to reads at once, but searched with Milvus'
+    interim index until sealed and indexed; a seal costs a few seconds and makes a segment, so small
+    writes leave it to Milvus while the index is FLAT.
+
+    Args:
+        store: The collection written to.
+        written: Rows the write wrote.
+        progress: Show a progress bar while the index is built.
+
+    Returns:
+        Whether it sealed.
+    """
+    if not (written >= SEAL_AFTER_ROWS or (written and approximate_interim(store))):
+        return False
+    store.seal()
+    store.wait_for_index(progress=progress)
+    return True
+
+
 def finish_run(
     run: PreparedRun,
     store: ImageCollection,
@@ -309,12 +335,7 @@ def finish_run(
         removed = prune_missing(store, prune_root, run.current, progress)
         report.removed = len(removed)
         report.deleted_ids += removed
-    if report.indexed >= SEAL_AFTER_ROWS or (report.indexed and approximate_interim(store)):
-        # Rows are durable in Milvus' write-ahead log and visible to reads at once, but searched
-        # with Milvus' interim index until sealed and indexed; a seal costs a few seconds and makes
-        # a segment, so small runs leave it to Milvus while the index is FLAT (see SEAL_AFTER_ROWS).
-        store.seal()
-        store.wait_for_index(progress=progress)
+    seal_for_search(store, report.indexed, progress)
     report.seconds = time.perf_counter() - started
     for failure in report.failed:
         logger.warning("skipped %s: %s", failure.path, failure.reason)

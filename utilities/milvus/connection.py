@@ -37,6 +37,28 @@ it notices and lets go of the file."""
 UNLIMITED_CALLS = ("load_collection",)
 """Calls that get no per-attempt time limit: loading a large collection may take long."""
 
+NO_KEEPALIVE_MS = 2**31 - 1
+"""`grpc.keepalive_time_ms` of INT_MAX: gRPC reads it as never (no keepalive pings at all)."""
+
+LITE_GRPC_OPTIONS: dict[str, int] = {
+    "grpc.keepalive_time_ms": NO_KEEPALIVE_MS,
+    "grpc.keepalive_permit_without_calls": 0,
+}
+"""gRPC channel options of a Milvus Lite client (over pymilvus' own): no keepalive pings.
+
+pymilvus pings every 10 s (`grpc.keepalive_time_ms` 10000), with no call in flight too
+(`keepalive_permit_without_calls`). The Lite server (gRPC C++ with its defaults, which cannot be
+changed from outside) takes pings that come more often than gRPC's server defaults allow (one in
+5 minutes, one in 2 hours while no call is open) as strikes; at the third it answers GOAWAY
+`too_many_pings` (ENHANCE_YOUR_CALM) and drops the connection, which gRPC then makes again, and
+stderr gets `Got goaway [11] ... too_many_pings` and `Received a GOAWAY with error code
+ENHANCE_YOUR_CALM`. gRPC's client slows pings with no data between them to one a minute, so this
+came after about 2 minutes without a call (135 s measured, milvus-lite 2.5.1, pymilvus 2.6.17):
+while a long run embeds images, say. The Lite server is a child process on a Unix socket: there is
+no network path to keep open, and a server that dies closes the socket at once, so nothing is lost
+without pings. Servers (`http://...`) keep pymilvus' settings.
+"""
+
 
 class MilvusConnection:
     """An open pymilvus `MilvusClient`, with the retry policy and, for Milvus Lite, the owner lock.
@@ -105,13 +127,11 @@ class MilvusConnection:
                     "for a server pass a URI such as http://localhost:19530"
                 )
             Path(target.uri).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
-        from pymilvus import MilvusClient
-
         started = time.monotonic()
         owner = _lock_lite_file(target, lite_busy_wait) if target.is_lite else None
         while True:
             try:
-                client = MilvusClient(uri=target.uri, token=target.token, timeout=timeout)
+                client = new_client(target, timeout)
                 return cls(client, target, retry, owner)
             except Exception as error:  # noqa: BLE001 - pymilvus raises several unrelated types here
                 # The Lite server of a process killed a moment ago can hold the database for a
@@ -169,10 +189,8 @@ class MilvusConnection:
 
         The owner lock stays held: this process keeps the Lite file.
         """
-        from pymilvus import MilvusClient
-
         old = self.client
-        self.client = MilvusClient(uri=self.target.uri, token=self.target.token, timeout=self.retry.call_timeout)
+        self.client = new_client(self.target, self.retry.call_timeout)
         try:
             old.close()
         except Exception as error:  # noqa: BLE001 - the old connection is already broken
@@ -235,6 +253,23 @@ def connect(
     if connection.owner_lock is not None:
         weakref.finalize(connection.client, connection.owner_lock.release)
     return connection.client, connection.target
+
+
+def new_client(target: MilvusTarget, timeout: float) -> Any:
+    """A pymilvus `MilvusClient` on `target`; for Milvus Lite with `LITE_GRPC_OPTIONS`.
+
+    Args:
+        target: Where to connect (a Lite file is opened: its server is started if it is not running).
+        timeout: Seconds to wait for the server to answer.
+
+    Returns:
+        The client. pymilvus shares one channel among the clients of a process on one address and
+        token, made with the options of the first: this package's clients all pass the same ones.
+    """
+    from pymilvus import MilvusClient
+
+    options = {"grpc_options": dict(LITE_GRPC_OPTIONS)} if target.is_lite else {}
+    return MilvusClient(uri=target.uri, token=target.token, timeout=timeout, **options)
 
 
 def _lock_lite_file(target: MilvusTarget, wait: float) -> FileLock | None:

@@ -3,7 +3,9 @@
 It lives in a small companion collection, `<collection>__projection`, on the same Milvus Lite file
 or server: row 0 holds the mean and, in its `note`, what the projection was fitted on; rows 1 to
 `dims` hold the principal axes. Every client that opens the collection reads it from there, so
-all of them project alike; dropping the collection drops it too.
+all of them project alike; dropping the collection drops it too (`ImageCollection.drop` calls
+`drop_projection`). It needs only what every part of a collection has (`milvus.base.CollectionBase`),
+so `milvus.collection` stands above it and the imports read one way.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 
 import numpy as np
 
-from utilities.milvus.collection import ImageCollection
+from utilities.milvus.base import CollectionBase
 from utilities.milvus.vector_index import vector_index_params
 from utilities.projection import Projection
 
@@ -35,13 +37,13 @@ def projection_name(collection: str) -> str:
     return collection + SUFFIX
 
 
-def has_projection(store: ImageCollection) -> bool:
+def has_projection(store: CollectionBase) -> bool:
     """Whether the collection has a stored projection."""
     name = projection_name(store.name)
     return bool(store.connection.retrying("has_collection", lambda client: client.has_collection(name)))
 
 
-def load_projection(store: ImageCollection) -> Projection | None:
+def load_projection(store: CollectionBase) -> Projection | None:
     """The collection's projection, or None if it stores full vectors."""
     if not has_projection(store):
         return None
@@ -66,7 +68,7 @@ def load_projection(store: ImageCollection) -> Projection | None:
     return Projection(mean, components, int(note["fitted_on"]), float(note["explained"]))
 
 
-def save_projection(store: ImageCollection, projection: Projection) -> None:
+def save_projection(store: CollectionBase, projection: Projection) -> None:
     """Store the projection for the collection (replacing one that was never completely written)."""
     from pymilvus import DataType, MilvusClient
 
@@ -98,7 +100,7 @@ def save_projection(store: ImageCollection, projection: Projection) -> None:
     )
 
 
-def drop_projection(store: ImageCollection) -> None:
+def drop_projection(store: CollectionBase) -> None:
     """Drop the collection's projection, if it has one."""
     if has_projection(store):
         name = projection_name(store.name)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,18 +42,30 @@ from utilities.milvus.server_start import server_started
 from utilities.records import ID_FIELD, VECTOR_FIELD
 
 if TYPE_CHECKING:
-    from utilities.milvus.collection import ImageCollection
     from utilities.milvus.connection import MilvusConnection
 
 logger = logging.getLogger(__name__)
 
 INDEXES_WITHOUT_VECTORS = ("IVF_SQ8", "IVF_PQ")
-"""Server index types that keep codes instead of the float vectors: reading vectors goes to storage."""
+"""Server index types that keep codes instead of the float vectors: reading vectors goes to storage.
+The one list of them: `milvus.vector_index.DEFAULT_REFINE` (searches re-ranked on the float vectors) is
+made from it."""
 
 PROBE_ROWS = 2_048
 """Rows of the scratch collection: above the 1,024 rows from which a sealed segment gets its index."""
 
 PROBE_DIMENSION = 8
+
+PROBE_INDEX: tuple[str, dict[str, int]] = ("IVF_SQ8", {"nlist": 8})
+"""The index the scratch collection's vectors are read under, and its build parameters."""
+
+PROBE_INDEX_WAIT_SECONDS = 300.0
+"""How long the check waits for that index to cover the scratch rows (seconds on a 2-core machine)."""
+
+PROBE_POLL_SECONDS = 0.5
+
+SCRATCH_PREFIX = "vector_read_probe_"
+"""How the scratch collection's name begins (a random part follows)."""
 
 VERDICTS_FILE = "server-checks.json"
 """The file in `config.cache_dir()` that remembers each server's answer until it restarts."""
@@ -116,6 +129,8 @@ def check_vector_reads(connection: MilvusConnection) -> None:
 def vectors_survive_reads(connection: MilvusConnection) -> bool:
     """Write a scratch collection, read its vectors under IVF_SQ8, load it again and read them again.
 
+    The scratch collection is made with the client itself (an id and a vector field), not as an
+    `ImageCollection`: this module stands below `milvus.vector_index`, which calls it.
     Only the second read's failure means the vectors were lost (the damaged server answers
     `invalid local path`); a failure of any step before it is not an answer, and is raised as it came.
 
@@ -127,22 +142,19 @@ def vectors_survive_reads(connection: MilvusConnection) -> bool:
             its name is logged).
         Exception: Whatever a step before the second read raised (a refused collection, a timeout).
     """
-    from utilities.milvus.collection import ImageCollection
-
-    probe = ImageCollection(connection, f"vector_read_probe_{uuid.uuid4().hex[:12]}")
+    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
     vectors = np.random.default_rng(0).normal(size=(PROBE_ROWS, PROBE_DIMENSION)).astype(np.float32)
     ids = list(range(PROBE_ROWS))
     failure: BaseException | None = None
     try:
-        probe.ensure(dimension=PROBE_DIMENSION)
-        probe.insert([f"/probe/{i}" for i in ids], vectors, ids=ids, upsert=False)
-        probe.build_index("IVF_SQ8", probe.metric, {"nlist": 8})
-        probe.wait_for_index()
-        read_vectors(probe, ids[:4])
-        probe.release()
-        probe.load()
+        _write_scratch(connection, name, vectors)
+        _index_scratch(connection, name)
+        connection.retrying("load_collection", lambda client: client.load_collection(name))
+        read_vectors(connection, name, ids[:4])
+        connection.retrying("release_collection", lambda client: client.release_collection(name))
+        connection.retrying("load_collection", lambda client: client.load_collection(name))
         try:
-            again = read_vectors(probe, ids[:4])
+            again = read_vectors(connection, name, ids[:4])
         except MilvusUnavailableError:
             raise
         except Exception as error:  # noqa: BLE001 - the damaged server answers with a generic MilvusException
@@ -154,22 +166,74 @@ def vectors_survive_reads(connection: MilvusConnection) -> bool:
         failure = error
         raise
     finally:
-        _drop_scratch(probe, failure)
-    logger.info("stored vectors %s a read under IVF_SQ8 on %s", "survive" if kept else "do not survive", probe.name)
+        _drop_scratch(connection, name, failure)
+    logger.info("stored vectors %s a read under IVF_SQ8 on %s", "survive" if kept else "do not survive", name)
     return kept
 
 
-def _drop_scratch(probe: ImageCollection, failure: BaseException | None) -> None:
+def _write_scratch(connection: MilvusConnection, name: str, vectors: np.ndarray) -> None:
+    """Create the scratch collection and write `vectors` into one sealed segment (ids 0, 1, ...)."""
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description="vector read probe")
+    schema.add_field(ID_FIELD, DataType.INT64, is_primary=True)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))
+    connection.once(
+        "create_collection",
+        lambda client: client.create_collection(name, schema=schema, consistency_level="Strong"),
+        collection=name,
+    )
+    rows = [{ID_FIELD: i, VECTOR_FIELD: vector.tolist()} for i, vector in enumerate(vectors)]
+    connection.once("insert", lambda client: client.insert(name, rows), collection=name)
+    connection.retrying("flush", lambda client: client.flush(name), collection=name)
+
+
+def _index_scratch(connection: MilvusConnection, name: str) -> None:
+    """Give the scratch collection's vectors `PROBE_INDEX` and wait until it covers every row.
+
+    Raises:
+        ImageSearchError: The index did not cover the rows within `PROBE_INDEX_WAIT_SECONDS` (reads
+            before that would not go through it, so they could not answer).
+    """
+    kind, params = PROBE_INDEX
+
+    def create(client: Any) -> None:
+        index = client.prepare_index_params()
+        index.add_index(field_name=VECTOR_FIELD, index_type=kind, metric_type="COSINE", params=params)
+        client.create_index(name, index)
+
+    connection.once("create_index", create, collection=name)
+    names = connection.retrying(
+        "list_indexes", lambda client: client.list_indexes(name, field_name=VECTOR_FIELD), collection=name
+    )
+    deadline = time.monotonic() + PROBE_INDEX_WAIT_SECONDS
+    while True:
+        info = connection.retrying(
+            "describe_index", lambda client: client.describe_index(name, names[0]), collection=name
+        )
+        total, done = int(info.get("total_rows", 0)), int(info.get("indexed_rows", 0))
+        if total and done >= total:
+            return
+        if time.monotonic() > deadline:
+            raise ImageSearchError(
+                f"the vector read check could not finish: the {kind} index of its scratch collection {name} "
+                f"covered {done} of {total} rows after {PROBE_INDEX_WAIT_SECONDS:.0f} s"
+            )
+        time.sleep(PROBE_POLL_SECONDS)
+
+
+def _drop_scratch(connection: MilvusConnection, name: str, failure: BaseException | None) -> None:
     """Drop the scratch collection; what stops that is only logged (as a warning unless the probe itself
     failed, whose error tells the story)."""
     if isinstance(failure, MilvusUnavailableError):
-        logger.warning("the scratch collection %s may be left on the server: drop it once it is back", probe.name)
+        logger.warning("the scratch collection %s may be left on the server: drop it once it is back", name)
         return
     try:
-        probe.drop()
+        if connection.retrying("has_collection", lambda client: client.has_collection(name), collection=name):
+            connection.once("drop_collection", lambda client: client.drop_collection(name), collection=name)
     except Exception as error:  # noqa: BLE001 - a scratch collection left behind is only reported
         log = logger.debug if failure is not None else logger.warning
-        log("could not drop the scratch collection %s: %s", probe.name, str(error).splitlines()[0][:300])
+        log("could not drop the scratch collection %s: %s", name, str(error).splitlines()[0][:300])
 
 
 def verdicts_path() -> Path:
@@ -226,16 +290,17 @@ def _read_verdicts() -> dict[str, Any]:
     return verdicts
 
 
-def read_vectors(probe: ImageCollection, ids: list[int]) -> dict[int, np.ndarray]:
-    """The stored vectors of `ids`, read with the client itself (the collection's own reads would check
-    first, and this is the check)."""
-    rows = probe.connection.retrying(
+def read_vectors(connection: MilvusConnection, name: str, ids: list[int]) -> dict[int, np.ndarray]:
+    """The stored vectors of `ids` in collection `name`, read with the client itself (a collection's own
+    reads would check first, and this is the check)."""
+    rows = connection.retrying(
         "query",
         lambda client: client.query(
-            probe.name,
+            name,
             filter=f"{ID_FIELD} in {ids}",
             output_fields=[ID_FIELD, VECTOR_FIELD],
             consistency_level="Strong",
         ),
+        collection=name,
     )
     return {int(row[ID_FIELD]): np.asarray(row[VECTOR_FIELD], dtype=np.float32) for row in rows}

@@ -61,9 +61,13 @@ overlapping ones; check yours with `evaluation.evaluate(index_type="IVF_FLAT")`.
 (benchmarks/results/lean-indexes-*dims256*.md).
 """
 
-DEFAULT_REFINE: dict[str, int] = {"IVF_SQ8": 4, "IVF_PQ": 4}
+REFINE_FACTOR = 4
+"""How many times `top_k` candidates a search under an index of compressed codes asks for, to re-rank."""
+
+DEFAULT_REFINE: dict[str, int] = dict.fromkeys(INDEXES_WITHOUT_VECTORS, REFINE_FACTOR)
 """Indexes whose searches are re-ranked on the stored float vectors by default, and by how many times
-`top_k` candidates (`CollectionIndex.rescored`): they rank by compressed codes."""
+`top_k` candidates (`CollectionIndex.rescored`): those that rank by compressed codes, which are the ones
+that keep no float vectors (`milvus.storage_probe.INDEXES_WITHOUT_VECTORS`, the one list of them)."""
 
 MAX_SEARCH_LIMIT = 16_384
 """The most rows one Milvus search returns per query."""

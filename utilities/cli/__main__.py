@@ -1,0 +1,7 @@
+"""`python -m utilities.cli`: the same as `python -m utilities`."""
+
+import sys
+
+from utilities.cli import main
+
+sys.exit(main())
