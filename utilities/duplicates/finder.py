@@ -288,18 +288,23 @@ def _save_state(
         probe=probe_cosines(store, records),
     )
     hashes = {record.path: record.content_hash for record in records.values()}
-    for (first, second), verdict in checks.known.items():  # the search's checks and those made while grouping
+    for (first, second), verdict in sorted(  # the search's checks (in hash order) first, then those made while grouping
+        checks.known.items(), key=lambda item: hashes.get(item[0][0], "") > hashes.get(item[0][1], "")
+    ):
         if verdict.error or not hashes.get(first) or not hashes.get(second) or hashes[first] == hashes[second]:
             continue
         if hashes[first] > hashes[second]:
             first, second, verdict = second, first, flipped(verdict)
-        state.checks[(hashes[first], hashes[second])] = (
-            verdict.verified,
-            verdict.inliers,
-            verdict.covered_a,
-            verdict.covered_b,
-            verdict.related,
-            verdict.fill_a,
-            verdict.fill_b,
+        state.checks.setdefault(
+            (hashes[first], hashes[second]),
+            (
+                verdict.verified,
+                verdict.inliers,
+                verdict.covered_a,
+                verdict.covered_b,
+                verdict.related,
+                verdict.fill_a,
+                verdict.fill_b,
+            ),
         )
     state.save(state_path)

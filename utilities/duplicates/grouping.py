@@ -64,8 +64,13 @@ class PairChecks:
             return Verdict(False, error="the keypoint check was skipped (verify=False)")
         verdict = self._kept(first, second)
         if verdict is None:
-            verdict = compare(first, second)
+            # in the order a search's check takes them (content hash, then path): the check is not quite
+            # symmetric, and a run that reuses it must see what a full run would
+            ordered = sorted((first, second), key=lambda path: (self.hashes.get(path, ""), path))
+            verdict = compare(*ordered)
             self.made += 1
+            if ordered[0] != first:
+                verdict = flipped(verdict)
         self.known[(first, second)] = verdict
         return verdict
 

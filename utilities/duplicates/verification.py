@@ -83,6 +83,13 @@ BLANK_DEVIATION = 2.0
 """Grey-level standard deviation (9 x 9 pixels) under which a region is blank fill: a border, letterboxing,
 a turned copy's corners (a sky or a wall, flat to the eye, varies more)."""
 
+MAX_FILL = 0.35
+"""Most of an image that blank fill may make up and the image still count as a copy (a photo pasted
+on a larger blank canvas is not one)."""
+
+FILL_LEVELS = 3
+"""Grey levels around the commonest one within which blank pixels outside the other image are fill."""
+
 MIN_CELL_PIXELS = 64
 """Pixels of a cell that must lie inside the other image for the cell to be compared."""
 
@@ -139,7 +146,7 @@ class Verdict:
         """Whether the first image (or, with False, the second) is nearly all found in the other or blank
         fill (a border, a turned copy's corners: no content)."""
         covered, fill = (self.covered_a, self.fill_a) if first_in_second else (self.covered_b, self.fill_b)
-        return covered + max(fill, 0.0) >= CONTAINED
+        return covered + min(max(fill, 0.0), MAX_FILL) >= CONTAINED
 
 
 def _cv2() -> Any:
@@ -247,7 +254,7 @@ def coverage(cv2: Any, image: np.ndarray, other: np.ndarray, transform: np.ndarr
     laid = laid * slope + offset
     mine = cv2.GaussianBlur(mine, (5, 5), 0)
     near_edge = (cv2.dilate(inside.astype(np.uint8), np.ones((2 * EDGE_PIXELS + 1,) * 2, np.uint8)) > 0) & ~inside
-    fill = float((~inside & ~near_edge & (spread < BLANK_DEVIATION)).sum())
+    fill = _uniform_fill(mine[~inside & ~near_edge & (spread < BLANK_DEVIATION)])
     counted = max(1, mine.size - int(near_edge.sum()))
     cells = max(MIN_GRID, min(GRID, min(height, width) // CELL_PIXELS))  # small images: fewer, larger cells
     rows = np.linspace(0, height, cells + 1).astype(int)
@@ -272,6 +279,16 @@ def coverage(cv2: Any, image: np.ndarray, other: np.ndarray, transform: np.ndarr
             if rest.sum() >= MIN_CELL_PIXELS and _cell_matches(pixels[rest], over[rest]):
                 found += int(rest.sum())
     return found / counted, fill / counted
+
+
+def _uniform_fill(candidates: np.ndarray) -> float:
+    """How many of the blank pixels outside the other image have one colour (within `FILL_LEVELS` of
+    the commonest): a border or letterboxing has one; a clear sky, flat to the eye, drifts."""
+    if candidates.size == 0:
+        return 0.0
+    levels = np.clip(np.round(candidates), 0, 255).astype(np.int64)
+    commonest = int(np.bincount(levels, minlength=256).argmax())
+    return float((np.abs(levels - commonest) <= FILL_LEVELS).sum())
 
 
 def _cell_matches(mine: np.ndarray, laid: np.ndarray) -> bool:
@@ -373,8 +390,8 @@ def same_picture(covered_a: float, covered_b: float, fill_a: float = 0.0, fill_b
         >>> same_picture(1.0, 0.7), same_picture(1.0, 0.5), same_picture(0.6, 0.6), same_picture(0.7, 1.0, 0.3)
         (True, False, False, True)
     """
-    return (covered_a + fill_a >= CONTAINED and covered_b >= OVERLAP) or (
-        covered_b + fill_b >= CONTAINED and covered_a >= OVERLAP
+    return (covered_a + min(fill_a, MAX_FILL) >= CONTAINED and covered_b >= OVERLAP) or (
+        covered_b + min(fill_b, MAX_FILL) >= CONTAINED and covered_a >= OVERLAP
     )
 
 
@@ -385,8 +402,8 @@ def check_rule() -> str:
         "either orientation; "
         f"scale {MIN_SCALE:.3f}-{1 / MIN_SCALE:.3f}, rotation <= {MAX_ROTATION}, {REPROJECTION_PIXELS} px; "
         f"grid {MIN_GRID}-{GRID} ({CELL_PIXELS} px cells, {MIN_CELL_PIXELS} px inside), ncc {CELL_CORRELATION}, "
-        f"flat {FLAT_DEVIATION}/{FLAT_DIFFERENCE}, blank {BLANK_DEVIATION}, blurred 5; "
-        f"contained {CONTAINED}, overlap {OVERLAP}"
+        f"flat {FLAT_DEVIATION}/{FLAT_DIFFERENCE}, blank {BLANK_DEVIATION} one colour +-{FILL_LEVELS}, blurred 5; "
+        f"contained {CONTAINED} (fill at most {MAX_FILL}), overlap {OVERLAP}"
     )
 
 
