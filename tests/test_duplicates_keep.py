@@ -231,3 +231,19 @@ def test_a_large_group_compares_only_a_bounded_number_of_files(tmp_path: Path) -
     choice = choose(records, checks)
     assert checks.made <= 12 * 11 // 2 * 2  # the pairs of the 12 candidates, each asked at most by two steps
     assert "among the 12 with the most pixels" in choice.reason
+
+
+def test_a_copy_checked_without_its_fills_is_checked_again_through_the_cache(tmp_path: Path) -> None:
+    """A verified verdict whose blank fills were not measured (-1) cannot say which file holds more of
+    the picture: the cache checks the pair again (counted in `made`) instead of the keeper doing it."""
+    photo = _save(_photo("astronaut"), tmp_path / "photo.jpg")
+    crop = _photo("astronaut")
+    crop = _save(crop.crop((0, 0, crop.width * 3 // 4, crop.height * 3 // 4)), tmp_path / "crop.jpg")
+    unmeasured = compare(str(photo), str(crop))
+    unmeasured = type(unmeasured)(True, unmeasured.inliers, covered_a=unmeasured.covered_a, covered_b=1.0)
+    assert unmeasured.fill_a < 0
+    checks = PairChecks(known={(str(photo), str(crop)): unmeasured})
+    reverse = checks(str(crop), str(photo))
+    assert checks.made == 1 and reverse.fill_a >= 0 and reverse.fill_b >= 0
+    assert reverse.contains(True) and not reverse.contains(False)  # the crop is inside the photo, not the reverse
+    assert checks(str(photo), str(crop)).fill_a >= 0 and checks.made == 1

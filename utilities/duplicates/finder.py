@@ -196,8 +196,6 @@ def find_duplicates(
     for ((a, b), cosine), verdict in zip(near, verdicts, strict=True):
         if verdict is not None:
             checks.known[_check_order(records[a], records[b])] = verdict
-        if verdict is not None and verdict.error:
-            report.unreadable[verdict.error_path] = verdict.error
         if verdict is not None and not verdict.verified:
             report.rejected += 1
             continue

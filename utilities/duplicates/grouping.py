@@ -55,15 +55,18 @@ class PairChecks:
         return pair in self.known
 
     def __call__(self, first: str, second: str) -> Verdict:
-        """The verdict on `first` and `second`, oriented so that `covered_a` is `first`'s."""
-        if (first, second) in self.known:
-            return self.known[(first, second)]
-        if (second, first) in self.known:
-            return flipped(self.known[(second, first)])
+        """The verdict on `first` and `second`, oriented so that `covered_a` is `first`'s (a copy whose
+        blank fills were not measured is checked again)."""
+        if (second, first) in self.known and (first, second) not in self.known:
+            return flipped(self(second, first))
+        verdict = self.known.get((first, second))
+        if verdict is not None and (verdict.fill_a >= 0 or not verdict.verified or not self.enabled):
+            return verdict
         if not self.enabled:
             return Verdict(False, error="the keypoint check was skipped (verify=False)")
-        verdict = self._kept(first, second)
         if verdict is None:
+            verdict = self._kept(first, second)
+        if verdict is None or (verdict.verified and verdict.fill_a < 0):
             # in the order a search's check takes them (content hash, then path): the check is not quite
             # symmetric, and a run that reuses it must see what a full run would
             ordered = sorted((first, second), key=lambda path: (self.hashes.get(path, ""), path))

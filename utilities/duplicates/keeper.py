@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utilities.duplicates.verification import Verdict, _features, compare
+from utilities.duplicates.verification import Verdict, grey_or_error
 from utilities.files import size_and_mtime
 from utilities.records import ImageRecord
 
@@ -359,8 +359,6 @@ def _not_inside_another(facts: list[_Facts], check: PairCheck) -> list[_Facts]:
             verdict = check(first.record.path, facts[m].record.path)
             if not verdict.verified:
                 continue
-            if verdict.fill_a < 0:  # a check kept from an earlier run: its fills were not kept
-                verdict = compare(first.record.path, facts[m].record.path)
             lost_first, lost_second = verdict.lost(True), verdict.lost(False)
             if lost_first + MORE_CONTENT < lost_second:
                 inside.add(n)
@@ -372,10 +370,10 @@ def _not_inside_another(facts: list[_Facts], check: PairCheck) -> list[_Facts]:
 def blank_corners(path: str) -> int:
     """How many of the image's 4 corners are blank and unlike the picture just inside them: what
     turning a copy on its own canvas leaves (-1 when the image cannot be read)."""
-    found = _features(path)
+    found = grey_or_error(path)
     if isinstance(found, str):
         return -1
-    image = found[0].astype(np.float32)
+    image = found.astype(np.float32)
     height, width = image.shape
     side = max(3, round(CORNER * min(height, width)))
     if min(height, width) < 5 * side:
@@ -405,10 +403,10 @@ def _no_blank_corners(facts: list[_Facts]) -> list[_Facts]:
 def _picture_share(path: str) -> float:
     """Share of the image inside its blank border: edge rows and columns that are flat (a border,
     letterboxing) are trimmed off, from each side in turn."""
-    found = _features(path)
+    found = grey_or_error(path)
     if isinstance(found, str):
         return 1.0
-    image = found[0].astype(np.float32)
+    image = found.astype(np.float32)
     top, bottom, left, right = 0, image.shape[0], 0, image.shape[1]
     while bottom - top > 8 and image[top, left:right].std() < BLANK_CORNER_DEVIATION:
         top += 1

@@ -146,7 +146,18 @@ class Verdict:
         """Whether the first image (or, with False, the second) is nearly all found in the other or blank
         fill (a border, a turned copy's corners: no content)."""
         covered, fill = (self.covered_a, self.fill_a) if first_in_second else (self.covered_b, self.fill_b)
-        return covered + min(max(fill, 0.0), MAX_FILL) >= CONTAINED
+        return contained(covered, fill)
+
+
+def contained(covered: float, fill: float) -> bool:
+    """Whether an image with `covered` of it found in another and `fill` blank fill outside it is nearly
+    all in the other (`CONTAINED`): the fill counts up to `MAX_FILL` (an unmeasured fill, -1, as none).
+
+    Example:
+        >>> contained(0.9, 0.0), contained(0.6, 0.3), contained(0.4, 0.9), contained(0.8, -1.0)
+        (True, True, False, False)
+    """
+    return covered + min(max(fill, 0.0), MAX_FILL) >= CONTAINED
 
 
 def _cv2() -> Any:
@@ -301,24 +312,42 @@ def _cell_matches(mine: np.ndarray, laid: np.ndarray) -> bool:
     return correlation >= CELL_CORRELATION
 
 
-def _features(path: str) -> tuple[np.ndarray, Any, Any] | str:
-    """The greyscale image and ORB keypoints of it and of its mirror image, or why it cannot be read."""
+def _stamp(path: str) -> tuple[int, int] | None:
+    """The file's `(size, mtime_ns)`, None when it cannot be read: a cache key that a changed file misses."""
     try:
         status = os.stat(path)
     except OSError:
-        return _features_of(path, None)
-    return _features_of(path, (status.st_size, status.st_mtime_ns))
+        return None
+    return status.st_size, status.st_mtime_ns
+
+
+def grey_or_error(path: str) -> np.ndarray | str:
+    """`grey(path)`, or why it cannot be read (`"path\\0reason"`), cached by path, size and time."""
+    return _grey_of(path, _stamp(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _grey_of(path: str, stamp: tuple[int, int] | None) -> np.ndarray | str:
+    """`grey_or_error`, cached by path and `(size, mtime_ns)` (a file is in several pairs, and a worker
+    gets the pairs sorted by their first file; a file changed meanwhile is read again)."""
+    try:
+        return grey(path)
+    except ImageLoadError as error:
+        return f"{error.path}\0{error.reason}"
+
+
+def _features(path: str) -> tuple[np.ndarray, Any, Any] | str:
+    """The greyscale image and ORB keypoints of it and of its mirror image, or why it cannot be read."""
+    return _features_of(path, _stamp(path))
 
 
 @functools.lru_cache(maxsize=64)
 def _features_of(path: str, stamp: tuple[int, int] | None) -> tuple[np.ndarray, Any, Any] | str:
-    """`_features`, cached by path and `(size, mtime_ns)` (a file is in several pairs, and a worker
-    gets the pairs sorted by their first file; a file changed meanwhile is read again)."""
+    """`_features`, cached like `grey_or_error`."""
     cv2 = _cv2()
-    try:
-        image = grey(path)
-    except ImageLoadError as error:
-        return f"{error.path}\0{error.reason}"
+    image = _grey_of(path, stamp)
+    if isinstance(image, str):
+        return image
     orb = cv2.ORB_create(nfeatures=FEATURES)
     mirrored = np.ascontiguousarray(image[:, ::-1])
     return image, orb.detectAndCompute(image, None), orb.detectAndCompute(mirrored, None)
@@ -390,8 +419,8 @@ def same_picture(covered_a: float, covered_b: float, fill_a: float = 0.0, fill_b
         >>> same_picture(1.0, 0.7), same_picture(1.0, 0.5), same_picture(0.6, 0.6), same_picture(0.7, 1.0, 0.3)
         (True, False, False, True)
     """
-    return (covered_a + min(fill_a, MAX_FILL) >= CONTAINED and covered_b >= OVERLAP) or (
-        covered_b + min(fill_b, MAX_FILL) >= CONTAINED and covered_a >= OVERLAP
+    return (contained(covered_a, fill_a) and covered_b >= OVERLAP) or (
+        contained(covered_b, fill_b) and covered_a >= OVERLAP
     )
 
 
