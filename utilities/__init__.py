@@ -17,7 +17,9 @@ Subpackages by job (imports only run downward, from the front doors to the helpe
 - `milvus`: the connection (Lite or a server, retries) and `ImageCollection` with its parts;
 - `indexing`: an indexing run (planning, background writes, the report, Ray);
 - `duplicates`: exact and edited copies among the stored images (`engine.ImageSearchEngine.find_duplicates`);
-- `web`: the search web page and its JSON API.
+- `web`: the search web page and its JSON API;
+- `engine_parts`: what the verbs of `ImageSearchEngine` do (opening a collection, an indexing run, a
+  duplicate run), so that the engine stays a list of thin verbs.
 
 At the top: the front doors `engine` (`ImageSearchEngine`), `cli`, `search`, `catalog` (the
 id-to-path DataFrame), `evaluation`, `demo`; `embeddings` (models), `projection` (reduced vectors,

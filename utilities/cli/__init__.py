@@ -1,5 +1,8 @@
 """Command line: `python -m utilities COMMAND` (see `--help` on each command).
 
+The commands a user runs to index, search, find copies, serve and evaluate, each a thin call into the
+package. Guide: `docs/guide/searching.md` (every command, one line each, in `README.md`).
+
 One module per command, or per small family of commands, each holding its sub-parser beside the
 function that runs it (`index`, `search`, `duplicates`, `collection`: info, create-index,
 export-mapping, verify and drop, `evaluate`, `serve`, `demo`); `options` holds what they share,

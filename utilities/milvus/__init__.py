@@ -1,5 +1,8 @@
 """Milvus: the connection, the image collection and its parts, and the requests they send.
 
+Everything that talks to Milvus Lite or a Milvus server: rows, indexes chosen by size, searches,
+retries. Guide: `docs/guide/server.md`.
+
 - `connection`: the pymilvus client for a Lite file or a server, the Lite file's owner lock,
   retries and reconnecting (`MilvusConnection`, `connect`);
 - `collection`: `ImageCollection`, which opens, creates, validates and drops a collection and

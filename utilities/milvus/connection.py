@@ -307,7 +307,7 @@ def _unavailable_message(target: MilvusTarget, error: Exception) -> str:
             "is Milvus' gRPC port (19530 by default), not its HTTP port."
         )
     return (
-        f"nothing answers at {target.shown}: {reason}. Start the Milvus server (see conf/ and the README) "
+        f"nothing answers at {target.shown}: {reason}. Start the Milvus server (see conf/ and docs/guide/server.md) "
         "or fix the host and port, or use the embedded Lite file (uri='db/milvus.db')."
     )
 

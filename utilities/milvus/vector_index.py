@@ -330,7 +330,7 @@ class CollectionIndex(CollectionBase):
             raise ImageSearchError(
                 f"{backend} does not support index type {kind}; choose one of "
                 f"{', '.join(self.supported_index_types())}"
-                + (" (HNSW needs a Milvus server: see the README)" if self.target.is_lite else "")
+                + (" (HNSW needs a Milvus server: see docs/guide/server.md)" if self.target.is_lite else "")
             )
         chosen_metric = (metric or self.metric).upper()
         build = {**DEFAULT_INDEX_PARAMS.get(kind, {}), **params}

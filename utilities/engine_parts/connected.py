@@ -1,0 +1,119 @@
+"""What every verb of `engine.ImageSearchEngine` stands on: its settings, its model, and its collection,
+opened on first use (`opening.OpenedCollection`), created, dropped and closed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from utilities.config import DEFAULT_COLLECTION, resolve_target
+from utilities.embeddings import Embedder, ResNet50Embedder
+from utilities.engine_parts.opening import OpenedCollection
+from utilities.errors import CollectionMismatchError
+from utilities.milvus.collection import ImageCollection
+from utilities.projection import ProjectedEmbedder, Projection
+
+
+class ConnectedEngine:
+    """The settings, the model and the collection of an engine; `engine.ImageSearchEngine` adds the verbs
+    and documents the arguments."""
+
+    def __init__(
+        self,
+        uri: str | os.PathLike | None = None,
+        token: str | None = None,
+        collection_name: str = DEFAULT_COLLECTION,
+        embedder: Embedder | None = None,
+        weights: str | os.PathLike | None = "imagenet",
+        metric: str | None = None,
+        batch_size: int = 32,
+        progress: bool = True,
+        retry_seconds: float | None = None,
+        decoder: str | None = None,
+        dims: int | None = None,
+    ) -> None:
+        if dims is not None and dims < 1:
+            raise ValueError(f"dims must be a positive number of dimensions (e.g. 256), got {dims}")
+        self.target = resolve_target(uri, token)
+        self.dims = dims
+        self.decoder = decoder
+        self.retry_seconds = retry_seconds
+        self.collection_name = collection_name
+        self.metric = metric.upper() if metric else None
+        self.batch_size = batch_size
+        self.progress = progress
+        self._embedder = embedder
+        self._weights = weights
+        self._opened = OpenedCollection(self)  # the connection, the collection and its projection
+
+    @property
+    def model(self) -> Embedder:
+        """The model (ResNet50 built on first use unless an embedder was passed): full vectors."""
+        if self._embedder is None:
+            self._embedder = ResNet50Embedder(weights=self._weights, batch_size=self.batch_size)
+        return self._embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        """What makes the stored and the query vectors: the model, or the model and the collection's
+        projection (`projection.ProjectedEmbedder`) once an opened collection has one.
+
+        It follows what this engine has opened so far; `embed_image` and `embed_folder` open the
+        collection first, and say which vectors they return.
+
+        Raises:
+            CollectionMismatchError: The collection's projection was fitted on another model's vectors.
+        """
+        if self.projection is None:
+            return self.model
+        try:
+            return ProjectedEmbedder(self.model, self.projection)
+        except ValueError as error:
+            raise CollectionMismatchError(f"collection {self.collection_name!r}: {error}") from error
+
+    @property
+    def projection(self) -> Projection | None:
+        """The opened collection's projection (None: it stores the model's full vectors)."""
+        return self._opened.projection
+
+    def _embedder_for(self, projected: bool) -> Embedder:
+        """The model, or (`projected`) what makes the collection's vectors, read from the collection."""
+        if projected:
+            self._opened.read_projection()
+        return self.embedder if projected else self.model
+
+    @property
+    def store(self) -> ImageCollection:
+        """The collection, opened on first use and created if it does not exist yet (for writing).
+
+        Reading methods (`count`, `search`, `mapping`) do not create it; see `open_existing`.
+        """
+        return self._opened.get(create=True)
+
+    def open_existing(self) -> ImageCollection:
+        """The collection, which must exist already (for read-only work such as search).
+
+        Raises:
+            CollectionNotFoundError: It does not exist; index a folder first.
+        """
+        return self._opened.get(create=False)
+
+    def create_collection(self, reset: bool = False) -> ImageCollection:
+        """Create the collection (or check the existing one); `reset` drops it first."""
+        return self._opened.open(reset=reset)
+
+    def drop(self) -> bool:
+        """Drop the collection and all its rows; returns False if it did not exist.
+
+        The duplicate searches saved for it (`duplicates_path` and the others of
+        `duplicates.saved`) are removed too, whether it existed or not. The connection stays
+        open: indexing again creates the collection anew.
+        """
+        return self._opened.drop()
+
+    def close(self) -> None:
+        """Close the connection (for Milvus Lite, also release the file for other processes).
+
+        The engine can be used again afterwards: the next call reconnects.
+        """
+        self._opened.close()
