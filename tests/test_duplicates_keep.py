@@ -9,14 +9,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from tests.conftest import SAMPLES
 from utilities.duplicates.finder import find_duplicates
 from utilities.duplicates.grouping import PairChecks, group_copies
-from utilities.duplicates.keeper import choose, is_enlargement, is_reencoded_from
+from utilities.duplicates.keeper import blank_corners, choose, is_enlargement, is_reencoded_from
 from utilities.duplicates.report import DuplicatePair
-from utilities.duplicates.verification import SIDE, compare, grey
+from utilities.duplicates.verification import SIDE, Verdict, compare, grey
 from utilities.ids import stored_path
 from utilities.indexing.pipeline import index_folder
 from utilities.milvus.collection import ImageCollection
@@ -170,6 +170,75 @@ def test_the_enlargement_and_reencoding_tests_point_the_right_way(tmp_path: Path
     worse = _save(source, tmp_path / "q50.jpg", 50)
     assert is_reencoded_from(str(better), str(original)) and not is_reencoded_from(str(original), str(better))
     assert is_reencoded_from(str(worse), str(original)) and not is_reencoded_from(str(original), str(worse))
+
+
+def test_one_noisy_pair_does_not_put_the_original_inside_a_copy() -> None:
+    """Shares of small photos move by a few grid cells: the original, lacking 0.05 of one copy (noise)
+    but nothing of the two others, stays; the crop, lacking 0.2 of each of the three, goes."""
+    # (share of the first file the second lacks, share of the second the first lacks)
+    lost = {("o", "b"): (0.0, 0.05), ("o", "d"): (0.0, 0.0), ("o", "c"): (0.2, 0.0), ("b", "d"): (0.0, 0.0)}
+    lost |= {("b", "c"): (0.2, 0.0), ("d", "c"): (0.2, 0.0)}
+
+    def check(first: str, second: str) -> Verdict:
+        key = (Path(first).name, Path(second).name)
+        a, b = lost[key] if key in lost else lost[key[::-1]][::-1]
+        return Verdict(True, 100, 100, covered_a=1 - a, covered_b=1 - b, fill_a=0.0, fill_b=0.0)
+
+    times = {"c": 0, "o": 1, "b": 2, "d": 3}  # the crop is the oldest: the content step must drop it
+    records = [ImageRecord(row, f"/nowhere/{name}", 1000, times[name]) for row, name in enumerate("bcdo")]
+    choice = choose(records, check)
+    assert Path(choice.record.path).name == "o" and "holds the others' content" in choice.reason
+
+
+def test_flat_edges_another_copy_also_shows_are_picture_not_border() -> None:
+    """A photo on a white background (flat edges over 0.25 of it) beside a crop that keeps most of that
+    background: only the 0.10 found outside the crop is border. A padded copy's flat edges (0.43), found
+    0.39 outside the photo (the check leaves out a band along the photo's edge), are all border."""
+    from utilities.duplicates.keeper import _borders, _Facts
+
+    fills = {("shot", "crop"): (0.10, 0.0), ("padded", "photo"): (0.39, 0.0)}
+
+    def check(first: str, second: str) -> Verdict:
+        a, b = fills[(first, second)]
+        return Verdict(True, 100, 100, covered_a=1 - a, covered_b=1.0, fill_a=a, fill_b=b)
+
+    shot, crop = _Facts(ImageRecord(0, "shot", 1, 1), picture_share=0.75), _Facts(ImageRecord(1, "crop", 1, 1))
+    assert _borders([shot, crop], check) == [0.10, 0.0]
+    padded, photo = _Facts(ImageRecord(0, "padded", 1, 1), picture_share=0.57), _Facts(ImageRecord(1, "photo", 1, 1))
+    assert _borders([padded, photo], check) == [pytest.approx(0.43), 0.0]
+
+
+def test_a_copy_turned_a_fraction_of_a_degree_is_not_taken_for_a_jpeg_saved_again(tmp_path: Path) -> None:
+    """Turned 0.4 degrees, the copy lies within `ALIGNED_LEVELS` of the original, and saving either with
+    the other's tables comes back about as far: neither direction is evidence."""
+    original = _save(_photo("rocket"), tmp_path / "o.jpg", 75)
+    source = Image.open(original).convert("RGB")
+    turned = _save(source.rotate(0.4, resample=Image.Resampling.BILINEAR), tmp_path / "t.jpg", 90)
+    assert not is_reencoded_from(str(original), str(turned))
+    assert not is_reencoded_from(str(turned), str(original))
+
+
+def test_a_brightened_copy_with_clipped_highlights_is_found_saved_again(tmp_path: Path) -> None:
+    """Brightened 1.4x, the copy's highlights are clipped at 255: the levels are fitted on the pixels
+    clipped in neither file, so the original brightened comes back as the copy."""
+    original = _save(_photo("astronaut"), tmp_path / "o.jpg", 75)
+    source = Image.open(original).convert("RGB")
+    brighter = _save(ImageEnhance.Brightness(source).enhance(1.4), tmp_path / "b.jpg", 95)
+    assert is_reencoded_from(str(brighter), str(original))
+    assert not is_reencoded_from(str(original), str(brighter))
+
+
+def test_a_copy_turned_half_a_degree_on_its_canvas_is_not_kept(tmp_path: Path) -> None:
+    """Turned 0.5 degrees, the copy's blank triangles are too small for `blank_corners`, but its 4 corner
+    pixels hold one fill colour where the original shows picture; saved at a higher quality with the
+    original's time, nothing else tells them apart."""
+    original = _save(_photo("astronaut"), tmp_path / "o.jpg", 75)
+    stamp = original.stat().st_mtime_ns
+    source = Image.open(original).convert("RGB")
+    turned = _save(source.rotate(0.5, resample=Image.Resampling.BILINEAR), tmp_path / "t.jpg", 90, stamp)
+    assert blank_corners(str(turned)) == 0 and turned.stat().st_size > original.stat().st_size
+    choice = choose([_record(turned, 0), _record(original, 1)], PairChecks())
+    assert choice.record.path == str(original) and "turned" in choice.reason
 
 
 def test_a_preferred_folder_keeps_its_file(tmp_path: Path) -> None:
