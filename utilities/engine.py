@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from utilities import catalog, files, plotting, search
-from utilities.duplicates import saved as saved_duplicates
+from utilities import catalog, collection_map, files, plotting, search
 from utilities.engine_parts import duplicate_runs, index_run
 from utilities.engine_parts.connected import ConnectedEngine
 from utilities.engine_parts.index_run import RayChoice
@@ -29,6 +28,7 @@ from utilities.indexing import pipeline
 from utilities.projection import as_stored
 
 if TYPE_CHECKING:
+    from utilities.audit.report import AuditReport
     from utilities.duplicates.moving import MoveResult
     from utilities.duplicates.report import DuplicateReport
 
@@ -174,11 +174,6 @@ class ImageSearchEngine(ConnectedEngine):
         failures = Path(failures_path or self.failures_path)
         return index_run.after_run(report, store, mapping_path, failures, fitted, self.progress)
 
-    @property
-    def failures_path(self) -> Path:
-        """Where the files that failed in the last indexing run are listed (CSV), beside the mapping."""
-        return self.mapping_path.with_name(f"{self.collection_name}.failures.csv")
-
     def count(self) -> int:
         """Exact number of stored images."""
         return self.open_existing().count()
@@ -283,32 +278,34 @@ class ImageSearchEngine(ConnectedEngine):
         the mapping follow. See `duplicates.moving.undo_move`."""
         return duplicate_runs.undo_move(self._opened.stored_rows(), manifest, self.progress, self.mapping_path)
 
+    def audit(self, splits: Sequence[str] | None = None, top: int | None = None, **options: Any) -> AuditReport:
+        """Leaks between splits, label errors, outliers and bad images, from the stored vectors and the
+        files (no model runs; nothing is moved, deleted or relabelled). See `audit.auditor.audit_collection`.
+
+        Args:
+            splits: Split folder names, the first level under the indexed folder (None: found from the folders).
+            top: Items of each list the report prints; everything is computed.
+            **options: `root`, `threshold`, `neighbours`, `verify`, `check_quality`, `workers`, `fit_rows`.
+        """
+        from utilities.audit.auditor import audit_collection
+
+        return audit_collection(self._opened.stored_rows(), splits, top, progress=self.progress, **options)
+
+    def map(self, method: str = "umap", sample: int | None = None, full: bool = False) -> collection_map.CollectionMap:
+        """A 2-D position for every stored image, from the stored vectors (no model runs), saved at
+        `map_path`; rows added later are placed by the saved layout. See `collection_map.map_collection`.
+
+        Args:
+            method: `"umap"` (PCA to 50 dims, then UMAP: the `[map]` extra; PCA alone without it) or `"pca"`.
+            sample: Most rows the layout is fitted on (default `collection_map.layout.DEFAULT_SAMPLE`).
+            full: Fit the layout again, even if the saved one holds.
+        """
+        options = {} if sample is None else {"sample": sample}
+        return collection_map.map_collection(self, method, full=full, progress=self.progress, **options)
+
     def mapping(self) -> pd.DataFrame:
         """The id-to-path mapping, read from the collection."""
         return catalog.mapping_from_collection(self.open_existing(), progress=self.progress)
-
-    @property
-    def mapping_path(self) -> Path:
-        """Where `save_mapping` writes by default."""
-        return catalog.default_mapping_path(self.target, self.collection_name)
-
-    @property
-    def duplicates_path(self) -> Path:
-        """Where `find_duplicates` saves the report of a checked search, the one the web page shows: named
-        after the database and the collection (`db/photos.db`: `db/photos.<collection>.duplicates.json`;
-        a server: `db/<host>_<port>_<collection>.duplicates.json`; see `duplicates.saved`)."""
-        return self.duplicates_report_path()
-
-    def duplicates_report_path(self, exact_only: bool = False, verify: bool = True) -> Path:
-        """Where `find_duplicates` with these settings saves its report: `duplicates_path` for a checked
-        search, `...duplicates.exact.json` for `exact_only`, `...duplicates.unchecked.json` without the check."""
-        kind = saved_duplicates.report_kind(exact_only, verify)
-        return saved_duplicates.report_path(self.target, self.collection_name, kind)
-
-    @property
-    def duplicates_state_path(self) -> Path:
-        """What `find_duplicates` keeps for its next run (`db/photos.<collection>.duplicates.state.npz`)."""
-        return saved_duplicates.state_path(self.target, self.collection_name)
 
     def save_mapping(self, path: str | os.PathLike | None = None) -> Path:
         """Rebuild the mapping from the collection and write it (CSV or Parquet).

@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "index",  # index
     "search",  # search
     "duplicates",  # duplicates
+    "audit",  # audit
+    "map",  # map
     "collection",  # info, create-index, export-mapping, verify, drop
     "evaluate",  # evaluate
     "serve",  # serve

@@ -48,7 +48,7 @@ PAIRS_PER_TASK = 64
 """Pairs one worker checks at a time (sorted by their first file, whose keypoints it caches)."""
 
 
-def _verify(pairs: list[tuple[str, str]], workers: int | None, progress: bool) -> list[Verdict]:
+def verify_pairs(pairs: list[tuple[str, str]], workers: int | None, progress: bool) -> list[Verdict]:
     """`verification.compare` of each pair, in worker processes, in the order given."""
     if not pairs:
         return []
@@ -185,7 +185,7 @@ def find_duplicates(
         ordered = {n: _check_order(records[near[n][0][0]], records[near[n][0][1]]) for n in to_check}
         to_check.sort(key=lambda n: ordered[n])
         paths = [ordered[n] for n in to_check]
-        for n, verdict in zip(to_check, _verify(paths, workers, progress), strict=True):
+        for n, verdict in zip(to_check, verify_pairs(paths, workers, progress), strict=True):
             verdicts[n] = verdict
     copies = {ids[0]: ids for ids in candidates.exact}
     checks = PairChecks(

@@ -5,8 +5,11 @@ opened on first use (`opening.OpenedCollection`), created, dropped and closed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from utilities import catalog
 from utilities.config import DEFAULT_COLLECTION, resolve_target
+from utilities.duplicates import saved as saved_duplicates
 from utilities.embeddings import Embedder, ResNet50Embedder
 from utilities.engine_parts.opening import OpenedCollection
 from utilities.errors import CollectionMismatchError
@@ -117,3 +120,38 @@ class ConnectedEngine:
         The engine can be used again afterwards: the next call reconnects.
         """
         self._opened.close()
+
+    @property
+    def failures_path(self) -> Path:
+        """Where the files that failed in the last indexing run are listed (CSV), beside the mapping."""
+        return self.mapping_path.with_name(f"{self.collection_name}.failures.csv")
+
+    @property
+    def mapping_path(self) -> Path:
+        """Where `save_mapping` writes by default."""
+        return catalog.default_mapping_path(self.target, self.collection_name)
+
+    @property
+    def duplicates_path(self) -> Path:
+        """Where `find_duplicates` saves the report of a checked search, the one the web page shows: named
+        after the database and the collection (`db/photos.db`: `db/photos.<collection>.duplicates.json`;
+        a server: `db/<host>_<port>_<collection>.duplicates.json`; see `duplicates.saved`)."""
+        return self.duplicates_report_path()
+
+    def duplicates_report_path(self, exact_only: bool = False, verify: bool = True) -> Path:
+        """Where `find_duplicates` with these settings saves its report: `duplicates_path` for a checked
+        search, `...duplicates.exact.json` for `exact_only`, `...duplicates.unchecked.json` without the check."""
+        kind = saved_duplicates.report_kind(exact_only, verify)
+        return saved_duplicates.report_path(self.target, self.collection_name, kind)
+
+    @property
+    def duplicates_state_path(self) -> Path:
+        """What `find_duplicates` keeps for its next run (`db/photos.<collection>.duplicates.state.npz`)."""
+        return saved_duplicates.state_path(self.target, self.collection_name)
+
+    @property
+    def map_path(self) -> Path:
+        """Where `map` keeps the collection's map (`db/photos.<collection>.map.npz`; see `collection_map.saved`)."""
+        from utilities.collection_map.saved import map_path
+
+        return map_path(self.target, self.collection_name)

@@ -124,8 +124,12 @@ class OpenedCollection:
         return True
 
     def forget_duplicates(self) -> None:
-        """Remove the reports and the state of the duplicate searches of the collection (`duplicates.saved`)."""
+        """Remove what was saved from the collection's vectors: the reports and the state of its duplicate
+        searches (`duplicates.saved`) and its map (`collection_map.saved`)."""
+        from utilities.collection_map.saved import map_path
+
         saved_duplicates.remove_saved(self.settings.target, self.settings.collection_name)
+        map_path(self.settings.target, self.settings.collection_name).unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close the connection; the next `get` or `open` connects again."""

@@ -10,6 +10,8 @@ python-multipart). `create_app` wires the views, one module each, behind the gua
   `GET /api/search/{id}?k=10`: the neighbours of a stored row (`web.search_view`);
 - `GET /api/duplicates?limit=100`: the groups of copies the last duplicate search of this database and
   collection saved, each file by row id with its thumbnail, the one to keep marked (`web.duplicates_view`);
+- `GET /map` and `GET /api/map`: the Map view, every row's 2-D position as `python -m utilities map`
+  saved it (`web.map_view`);
 - `GET /api/rows/{id}/thumbnail` and `GET /api/rows/{id}/image`: a stored row's file, resized
   on the server or as it is, streamed (`web.files_view`);
 - `GET /openapi.json`: the API's OpenAPI description (no `/docs` page: FastAPI's loads its
@@ -97,7 +99,7 @@ def create_app(
         raise ImageSearchError(
             f"the web page needs FastAPI ({error}): pip install 'milvus-image-similarity[web]'"
         ) from error
-    from utilities.web import duplicates_view, files_view, search_view
+    from utilities.web import duplicates_view, files_view, map_view, search_view
 
     service = SearchService(engine, max_waiting=max_waiting_uploads)
     app = FastAPI(
@@ -130,4 +132,5 @@ def create_app(
     app.include_router(search_view.router(service, max_upload_bytes))
     app.include_router(duplicates_view.router(service))
     app.include_router(files_view.router(service))
+    app.include_router(map_view.router(service))
     return app
