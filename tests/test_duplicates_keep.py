@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from tests.conftest import SAMPLES
+from tests.images_factory import edited_copy
 from utilities.duplicates.finder import find_duplicates
 from utilities.duplicates.grouping import PairChecks, group_copies
 from utilities.duplicates.keeper import blank_corners, choose, is_enlargement, is_reencoded_from
@@ -290,6 +291,16 @@ def test_an_unreadable_file_whose_name_holds_a_colon_is_reported_by_its_whole_pa
 def test_large_photos_are_checked_at_the_side_the_docs_give(tmp_path: Path) -> None:
     big = _save(_photo("astronaut").resize((2000, 1500)), tmp_path / "big.jpg")
     assert max(grey(big).shape) == SIDE
+
+
+@pytest.mark.parametrize(("name", "seed"), [("camera", 1), ("rocket", 7)])
+def test_a_thumbnails_turned_shrunk_copy_is_found_inside_it(tmp_path: Path, name: str, seed: int) -> None:
+    """A 224 px photo and its edited copy (about 150 px, turned, re-encoded): cells nearly flat in both
+    images, one just under `FLAT_DEVIATION` and the other just over, are the same wall, not a mismatch."""
+    thumbnail = _save(ImageOps.fit(_photo(name), (224, 224)), tmp_path / "thumbnail.jpg", 90)
+    copy = edited_copy(thumbnail, tmp_path / "copy.jpg", seed=seed)
+    verdict = compare(str(copy), str(thumbnail))
+    assert verdict.verified and verdict.contains(True)
 
 
 def test_a_large_group_compares_only_a_bounded_number_of_files(tmp_path: Path) -> None:
