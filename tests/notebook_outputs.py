@@ -136,20 +136,22 @@ _DECIMALS = re.compile(r"-?\d+\.\d+(e-?\d+)?")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _DURATION = re.compile(r"\b\d+ ?(s|ms|min)\b")
 _ROW_ID = re.compile(r"\b\d{12,}\b")  # a row's id is made from its absolute path: it differs between checkouts
+_SPACES = re.compile(r"[ \t]+")
 _CUT_SHORT = re.compile(r"\S+\.\.\.(?=\s|$)")  # a path pandas cut short, at a length that depends on the checkout
 
 
 def masked(text: str) -> str:
     """`text` with what differs between two runs of the same code masked: numbers with decimals (distances
     and timings vary in their last digits between CPUs), whole seconds, memory addresses, row ids and paths
-    that pandas cut short (both depend on where the repository is checked out).
+    that pandas cut short (both depend on where the repository is checked out); runs of spaces as one.
 
     Example:
-        >>> masked("distance 0.123456, 3 files in 2 s at 0x7f00ab, row 5070152837595043029 ../tests/da...")
+        >>> masked("distance 0.123456,  3 files in 2 s at 0x7f00ab, row 5070152837595043029 ../tests/da...")
         'distance <d>, 3 files in <t> at <addr>, row <id> <cut>'
     """
     text = _CUT_SHORT.sub("<cut>", _ROW_ID.sub("<id>", text))
-    return _DURATION.sub("<t>", _ADDRESS.sub("<addr>", _DECIMALS.sub("<d>", text)))
+    text = _DURATION.sub("<t>", _ADDRESS.sub("<addr>", _DECIMALS.sub("<d>", text)))
+    return _SPACES.sub(" ", text)  # a table's columns are aligned to what was masked
 
 
 _INTEGER = re.compile(r"\d+")

@@ -180,7 +180,7 @@ class AuditReport:
 
     def __str__(self) -> str:
         shown = SHOWN if self.top is None else self.top
-        split_text = ", ".join(f"{name} {rows}" for name, rows in self.splits.items()) or "no splits"
+        split_text = ", ".join(f"{name} {rows}" for name, rows in sorted(self.splits.items())) or "no splits"
         lines = [
             f"{self.collection}: {self.rows} images under {self.root} ({split_text}; {self.classes} classes), "
             f"audited in {self.seconds:.1f} s"
