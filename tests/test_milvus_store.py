@@ -214,3 +214,30 @@ def test_milvus_lite_works_without_pkg_resources(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert "count 1" in lines and "pkg_resources None" in lines
     assert next(line for line in lines if line.startswith("version ")).split()[1][0].isdigit()
+
+
+class _CheckedBeforeAnotherProcessCreated(ImageCollection):
+    """Sees the collection missing on its first check: as a second shard does when both start at once."""
+
+    checked = False
+
+    def exists(self) -> bool:
+        if not self.checked:
+            self.checked = True
+            return False
+        return super().exists()
+
+
+def test_a_collection_created_by_another_writer_meanwhile_is_used_not_an_error(
+    backend: str, collection_name: str
+) -> None:
+    first = ImageCollection.open(backend, name=collection_name, dimension=8, metric="L2")
+    try:
+        first.insert(["/a.jpg"], np.ones((1, 8), dtype=np.float32))
+        late = _CheckedBeforeAnotherProcessCreated.connect(backend, name=collection_name)
+        late.ensure(dimension=8, metric="L2")  # its create is refused: the collection now exists
+        assert late.checked and late.metric == "L2" and late.count() == 1
+        with pytest.raises(CollectionMismatchError, match="dimension 8, not 16"):
+            _CheckedBeforeAnotherProcessCreated.connect(backend, name=collection_name).ensure(dimension=16)
+    finally:
+        first.drop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,6 +51,8 @@ from utilities.records import HASH_FIELD, ID_FIELD, MTIME_FIELD, PATH_FIELD, SIZ
 logger = logging.getLogger(__name__)
 
 HASH_MAX_LENGTH = 64
+INDEX_WAIT_SECONDS = 5.0
+"""How long opening a server collection without a vector index waits for the one its creator is adding."""
 
 __all__ = [
     "DEFAULT_INDEX_PARAMS",
@@ -183,8 +186,7 @@ class ImageCollection(CollectionRows, CollectionIndex):
             logger.info("dropping collection %s (reset)", self.name)
             self.drop()
         if self.exists():
-            self.validate(dimension, metric)
-            self.load()
+            self._use_existing(dimension, metric)
             return
         if not create:
             existing = self._retrying("list_collections", lambda client: client.list_collections())
@@ -194,7 +196,29 @@ class ImageCollection(CollectionRows, CollectionIndex):
             )
         if dimension is None:
             raise ValueError("dimension is required to create a new collection")
-        self._create(int(dimension), (metric or DEFAULT_METRIC).upper())
+        try:
+            self._create(int(dimension), (metric or DEFAULT_METRIC).upper())
+        except Exception:
+            if not self.exists():
+                raise
+            # another process (a second shard, a Ray worker) created it between the check and the create
+            logger.info("collection %s was created by another process meanwhile; using it", self.name)
+            self._forget_schema()
+            self._use_existing(dimension, metric)
+
+    def _use_existing(self, dimension: int | None, metric: str | None) -> None:
+        """Validate and load an existing collection.
+
+        On a server, a collection another process has just created may not have its index yet (the client
+        creates the collection, then its index, then loads it): wait a little for that index before
+        `load` gives it the default one, so both processes agree on the metric.
+        """
+        if not self.target.is_lite:
+            deadline = time.monotonic() + INDEX_WAIT_SECONDS
+            while self.index_info() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.validate(dimension, metric)
+        self.load()
 
     def _create(self, dimension: int, metric: str) -> None:
         from pymilvus import DataType, MilvusClient
