@@ -17,7 +17,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,6 +166,31 @@ def serve_in_thread(app) -> tuple[str, object, threading.Thread]:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
     return f"http://127.0.0.1:{port}", server, thread
+
+
+@contextmanager
+def headless_chromium(width: int, height: int) -> Iterator[Any]:
+    """A Selenium driver of Debian's headless Chromium (`chromium`, `chromium-driver`: what `.ci/run`
+    installs) with a `width` x `height` window, quit afterwards."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not browser or not driver_path:
+        pytest.fail(
+            "Chromium and its driver are needed for the browser test: "
+            "sudo apt-get install -y chromium chromium-driver (what `.ci/run` does)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def class_photos(per_class: int) -> list[Path]:

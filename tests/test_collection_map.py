@@ -14,7 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import serve_in_thread
+from tests.conftest import headless_chromium, serve_in_thread
 from utilities.cli import main
 from utilities.collection_map import CollectionMap, map_collection
 from utilities.collection_map import layout as map_layout
@@ -197,23 +197,14 @@ def test_the_api_serves_the_saved_map_as_parallel_arrays(clusters: ImageSearchEn
 
 @pytest.mark.parametrize("backend", ["lite"], indirect=True)  # the page once; the API test covers the server
 def test_the_map_view_in_headless_chromium(clusters: ImageSearchEngine, map_server: str) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.test_web import _chromium
-
     found = map_collection(clusters, method="pca", progress=False)
-    browser, driver_path = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,760"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    wait = WebDriverWait(driver, 30)
-    try:
+    clusters.audit(check_quality=False, verify=False)  # its outliers: the rows farthest from their centres
+    with headless_chromium(1000, 760) as driver:
+        wait = WebDriverWait(driver, 30)
         driver.get(map_server + "/map")
         wait.until(lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-drawn") or 0) > 0)
         assert int(driver.find_element(By.TAG_NAME, "body").get_attribute("data-drawn")) == len(found)
@@ -241,8 +232,18 @@ def test_the_map_view_in_headless_chromium(clusters: ImageSearchEngine, map_serv
             str(row) for row, name in zip(found.ids.tolist(), found.classes, strict=True) if name == found.classes[3]
         }
         assert set(shown) <= same  # its neighbours are of its class
-    finally:
-        driver.quit()
+
+        outliers = wait.until(lambda d: d.find_element(By.ID, "highlight-outliers"))
+        copies = driver.find_element(By.ID, "highlight-duplicates")
+        assert not copies.is_enabled() and "python -m utilities duplicates" in copies.find_element(
+            By.XPATH, ".."
+        ).get_attribute("title")  # no duplicate search saved: greyed, saying what to run
+        expected = len(requests.get(map_server + "/api/map/highlights", timeout=30).json()["lists"]["outliers"])
+        assert expected > 0 and driver.find_element(By.TAG_NAME, "body").get_attribute("data-highlighted") == "0"
+        outliers.click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-highlighted") == str(expected))
+        outliers.click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-highlighted") == "0")
 
 
 def test_the_engine_maps_and_dropping_the_collection_forgets_its_map(clusters: ImageSearchEngine) -> None:
@@ -251,3 +252,15 @@ def test_the_engine_maps_and_dropping_the_collection_forgets_its_map(clusters: I
     assert clusters.map_path.is_file() and clusters.map_path == map_path(clusters.target, clusters.collection_name)
     clusters.drop()
     assert not clusters.map_path.exists()  # a map of the dropped rows is not left behind
+
+
+def test_dropping_through_the_cli_removes_the_saved_map_and_audit(
+    clusters: ImageSearchEngine, backend: str, collection_name: str
+) -> None:
+    clusters.map(method="pca")
+    clusters.audit(check_quality=False, verify=False)
+    saved = [clusters.map_path, clusters.audit_path]
+    assert all(path.is_file() for path in saved)
+    clusters.close()  # the Lite file is held by one connection at a time
+    assert main(["drop", "--yes", "--uri", backend, "--collection", collection_name]) == 0
+    assert not any(path.exists() for path in saved)

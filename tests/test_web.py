@@ -22,10 +22,12 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import ROOT, SAMPLES, SERVER_ENV, class_photos, run_cli
+from tests.conftest import ROOT, SAMPLES, SERVER_ENV, class_photos, headless_chromium, run_cli
 from tests.ports import free_port
 
 PER_CLASS = 3
+DARK = Path("night.png")
+"""The nearly black picture the fixture adds to the first class folder."""
 TOKEN = "web-test-user:not-a-real-secret-4711"
 """A token the page, the API and the logs must never show (the CI server has no authentication, so it is accepted)."""
 
@@ -58,6 +60,9 @@ def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         photos.append(target)
     copy = photos[-1].with_name(f"{photos[-1].stem}_copy.jpg")  # an exact copy, for the Duplicates view
     photos.append(Path(shutil.copy2(photos[-1], copy)))
+    dark = photos[0].parent / DARK.name  # a nearly black picture, for the Audit view's bad images
+    Image.fromarray(np.linspace(4, 20, 160 * 120, dtype=np.uint8).reshape(120, 160)).convert("RGB").save(dark)
+    photos.insert(-2, dark)  # the copied pair stays last
     if request.param == "lite":
         uri, collection, token = str(work / "milvus.db"), "web", []
     else:
@@ -68,6 +73,8 @@ def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     assert done.returncode == 0, done.stderr
     done = run_cli("duplicates", *common, "--exact-only", cwd=work)  # saved where serve reads it
     assert done.returncode == 0 and "1 groups of copies (1 exact)" in done.stdout, done.stdout + done.stderr
+    done = run_cli("audit", *common, cwd=work)  # saved where serve reads it
+    assert done.returncode == 0 and "saved for the web page" in done.stdout, done.stdout + done.stderr
     port = free_port()
     log = work / "serve.log"
     options = ["--weights", "none", "--port", str(port), "--max-upload-mb", "1", "--max-waiting-uploads", "8", "-v"]
@@ -205,32 +212,31 @@ def test_openapi_description_lists_the_routes_and_no_cdn_docs_page_is_offered(we
     assert {"/api/search", "/api/search/{row_id}", "/api/info", "/api/rows/{row_id}/thumbnail"} <= set(paths)
 
 
-def _chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.fail(
-            "Chromium and its driver are needed for the browser test: "
-            "sudo apt-get install -y chromium chromium-driver (what `.ci/run` does)"
-        )
-    return browser, driver
+def test_the_saved_audit_is_served_by_row_id_and_the_map_can_highlight_its_lists(web: WebServer) -> None:
+    from utilities.ids import path_id
+
+    audit = web.get("/api/audit").json()
+    assert audit["rows"] == len(web.photos) and set(audit["counts"]) == {"leaks", "label_errors", "outliers", "quality"}
+    dark = [item for item in audit["quality"] if item["path"].endswith(DARK.name)]
+    assert len(dark) == 1 and "dark" in dark[0]["issues"], audit["quality"]
+    (shown,) = dark[0]["files"]
+    assert shown["id"] == str(path_id(dark[0]["path"])) and web.get(shown["thumbnail"]).status_code == 200
+    assert web.get("/api/audit", params={"limit": 0}).status_code == 422
+
+    marked = web.get("/api/map/highlights").json()
+    assert marked["missing"] == {}
+    assert sorted(marked["lists"]["duplicates"]) == sorted(str(path_id(p.as_posix())) for p in web.photos[-2:])
+    assert shown["id"] in marked["lists"]["quality"]
+    assert {"/api/audit", "/api/map/highlights"} <= set(web.get("/openapi.json").json()["paths"])
 
 
 @pytest.mark.parametrize("web", ["lite"], indirect=True)  # the page once; the API tests cover the server
 def test_the_page_in_headless_chromium(web: WebServer, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    browser, driver_path = _chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,820"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    wait = WebDriverWait(driver, 60)
-    try:
+    with headless_chromium(1200, 820) as driver:
+        wait = WebDriverWait(driver, 60)
         driver.get(web.url + "/")
         wait.until(lambda d: f"{len(web.photos)} images" in d.find_element(By.ID, "info").text)
         assert not driver.find_elements(By.CSS_SELECTOR, 'a[href="/docs"]')  # the blank docs page is gone
@@ -271,6 +277,18 @@ def test_the_page_in_headless_chromium(web: WebServer, tmp_path: Path) -> None:
         )
         assert "Nothing is deleted here" in driver.find_element(By.ID, "status").text
 
+        driver.find_element(By.ID, "audit-button").click()
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-audit"))
+        bad = driver.find_element(By.CSS_SELECTOR, '#results .audit[data-list="quality"]')
+        assert bad.text.startswith("Bad images: ") and DARK.name in bad.text and "dark" in bad.text
+        assert wait.until(
+            lambda d: all(
+                d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+                for img in d.find_elements(By.CSS_SELECTOR, "#results .audit img")
+            )
+        )
+        assert "Nothing is moved, deleted or relabelled" in driver.find_element(By.ID, "status").text
+
         not_image = tmp_path / "notes.jpg"
         not_image.write_text("not a picture")
         driver.find_element(By.ID, "file-input").send_keys(str(not_image))
@@ -279,5 +297,3 @@ def test_the_page_in_headless_chromium(web: WebServer, tmp_path: Path) -> None:
         severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert all("/api/search" in entry["message"] for entry in severe), severe  # only the 400 just provoked
         driver.save_screenshot(str(tmp_path / "page.png"))
-    finally:
-        driver.quit()

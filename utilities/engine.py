@@ -286,10 +286,18 @@ class ImageSearchEngine(ConnectedEngine):
             splits: Split folder names, the first level under the indexed folder (None: found from the folders).
             top: Items of each list the report prints; everything is computed.
             **options: `root`, `threshold`, `neighbours`, `verify`, `check_quality`, `workers`, `fit_rows`.
+
+        Returns:
+            The report, also saved whole at `audit_path` (the web page's Audit view shows it).
         """
         from utilities.audit.auditor import audit_collection
+        from utilities.audit.saved import save_audit
+        from utilities.duplicates.provenance import Source
 
-        return audit_collection(self._opened.stored_rows(), splits, top, progress=self.progress, **options)
+        store = self._opened.stored_rows()
+        report = audit_collection(store, splits, top, progress=self.progress, **options)
+        save_audit(report, self.audit_path, Source.of(store))
+        return report
 
     def map(self, method: str = "umap", sample: int | None = None, full: bool = False) -> collection_map.CollectionMap:
         """A 2-D position for every stored image, from the stored vectors (no model runs), saved at

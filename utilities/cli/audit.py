@@ -38,7 +38,9 @@ def register(commands: argparse._SubParsersAction, model: argparse.ArgumentParse
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit the collection, print the report, write the CSV if asked."""
     from utilities.audit.auditor import audit_collection
+    from utilities.audit.saved import audit_path, save_audit
     from utilities.duplicates.finder import DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
+    from utilities.duplicates.provenance import Source
 
     store = open_store(args)
     try:
@@ -54,10 +56,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=sys.stderr.isatty() or bool(os.environ.get("UTILITIES_PROGRESS")),
         )
+        saved = save_audit(report, audit_path(store.target, store.name), Source.of(store))
     finally:
         store.close()
     written = report.write_csv(args.csv) if args.csv else None
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
-    if written and not args.json:
-        print(f"wrote {written}")
+    if not args.json:
+        print(f"saved for the web page's Audit view: {saved}" + (f"; wrote {written}" if written else ""))
     return 0

@@ -129,8 +129,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
-    """Drop the collection and its saved duplicate searches, after asking unless `--yes`."""
-    from utilities.duplicates.saved import remove_saved
+    """Drop the collection and what was saved from it (duplicate searches, map, audit), after asking unless
+    `--yes`."""
+    from utilities.engine_parts.opening import remove_everything_saved
 
     store = open_store(args)
     if not args.yes:
@@ -142,6 +143,6 @@ def cmd_drop(args: argparse.Namespace) -> int:
             print("not dropped (pass --yes to skip this question)", file=sys.stderr)
             return 1
     store.drop()
-    remove_saved(store.target, store.name)  # the duplicate searches saved for it
+    remove_everything_saved(store.target, store.name)
     print(f"dropped {store.name}")
     return 0

@@ -119,16 +119,32 @@ def load_report(path: str | os.PathLike, source: Source) -> dict[str, Any]:
         FileNotFoundError: There is none, or it was made on another collection (one dropped since, or
             indexed again with other vectors), with what to run.
     """
+    return load_made_on(path, source, "duplicate search", "python -m utilities duplicates")
+
+
+def load_made_on(path: str | os.PathLike, source: Source, what: str, command: str) -> dict[str, Any]:
+    """The JSON saved at `path` with the `source` it was made on (a `"source"` key), if that is `source`.
+
+    Args:
+        path: The saved file.
+        source: The collection now (`Source.of(store)`).
+        what: What the file holds, for the messages ("duplicate search", "audit").
+        command: The command that saves it again, for the messages.
+
+    Raises:
+        FileNotFoundError: There is none, or it was made on another collection (one dropped since, or
+            indexed again with other vectors), with what to run.
+    """
     target = Path(path)
-    again = "run `python -m utilities duplicates` first"
+    again = f"run `{command}` first"
     if not target.is_file():
-        raise FileNotFoundError(f"no duplicate search is saved for this collection: {again}")
-    report = json.loads(target.read_text(encoding="utf-8"))
-    saved = Source.from_dict(report.get("source"))
+        raise FileNotFoundError(f"no {what} is saved for this collection: {again}")
+    saved_data = json.loads(target.read_text(encoding="utf-8"))
+    saved = Source.from_dict(saved_data.get("source"))
     differences = ["source"] if saved is None else saved.differences(source)
     if differences:
         raise FileNotFoundError(
-            f"the saved duplicate search {target.name} was made on another collection than this one (its "
+            f"the saved {what} {target.name} was made on another collection than this one (its "
             f"{', '.join(differences)} differ: it was dropped or indexed again since): {again}"
         )
-    return report
+    return saved_data

@@ -108,8 +108,8 @@ class ConnectedEngine:
     def drop(self) -> bool:
         """Drop the collection and all its rows; returns False if it did not exist.
 
-        The duplicate searches saved for it (`duplicates_path` and the others of
-        `duplicates.saved`) are removed too, whether it existed or not. The connection stays
+        What was saved from its vectors (the duplicate searches of `duplicates.saved`, the map at
+        `map_path`, the audit at `audit_path`) is removed too, whether it existed or not. The connection stays
         open: indexing again creates the collection anew.
         """
         return self._opened.drop()
@@ -155,3 +155,11 @@ class ConnectedEngine:
         from utilities.collection_map.saved import map_path
 
         return map_path(self.target, self.collection_name)
+
+    @property
+    def audit_path(self) -> Path:
+        """Where `audit` keeps its last report, the one the web page shows (`db/photos.<collection>.audit.json`;
+        see `audit.saved`)."""
+        from utilities.audit.saved import audit_path
+
+        return audit_path(self.target, self.collection_name)

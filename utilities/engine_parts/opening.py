@@ -8,6 +8,7 @@ does. Resetting or dropping it also removes the duplicate searches saved for it 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from utilities.config import MilvusTarget
@@ -86,7 +87,7 @@ class OpenedCollection:
         if reset:
             if store.exists():
                 store.drop()
-            self.forget_duplicates()
+            self.forget_saved()
         projection = load_projection(store) if store.exists() else None
         check_dims(store, projection, settings.dims)
         model_dimension: Callable[[], int] | None = (lambda: settings.model.dimension) if check_model else None
@@ -108,28 +109,24 @@ class OpenedCollection:
     def adopt(self, projection: Projection) -> None:
         """Use a projection just fitted and stored for the collection."""
         self.projection = projection
-        self.forget_duplicates()  # searches of vectors made otherwise (`duplicates.provenance` refuses them too)
+        self.forget_saved()  # searches of vectors made otherwise (`duplicates.provenance` refuses them too)
 
     def drop(self) -> bool:
-        """Drop the collection and forget its saved duplicate searches; False if it did not exist."""
+        """Drop the collection and forget what was saved from it (`forget_saved`); False if it did not exist."""
         try:
             store = self.get(create=False)
         except CollectionNotFoundError:
-            self.forget_duplicates()
+            self.forget_saved()
             return False
         store.drop()
-        self.forget_duplicates()
+        self.forget_saved()
         self._dropped = True
         self.projection = None  # dropped with the collection
         return True
 
-    def forget_duplicates(self) -> None:
-        """Remove what was saved from the collection's vectors: the reports and the state of its duplicate
-        searches (`duplicates.saved`) and its map (`collection_map.saved`)."""
-        from utilities.collection_map.saved import map_path
-
-        saved_duplicates.remove_saved(self.settings.target, self.settings.collection_name)
-        map_path(self.settings.target, self.settings.collection_name).unlink(missing_ok=True)
+    def forget_saved(self) -> None:
+        """Remove what was saved from the collection's vectors (`remove_everything_saved`)."""
+        remove_everything_saved(self.settings.target, self.settings.collection_name)
 
     def close(self) -> None:
         """Close the connection; the next `get` or `open` connects again."""
@@ -174,3 +171,22 @@ def check_dims(store: ImageCollection, projection: Projection | None, dims: int 
         raise CollectionMismatchError(
             f"{where} stores full {store.dimension}-d vectors, not vectors projected to {dims} dims; {AGAIN}"
         )
+
+
+def remove_everything_saved(target: MilvusTarget, collection: str) -> list[Path]:
+    """Remove what was saved from the vectors of `collection` on `target`: the reports and the state of
+    its duplicate searches (`duplicates.saved`), its map (`collection_map.saved`) and its audit
+    (`audit.saved`). Called when it is dropped, reset or given a new projection.
+
+    Returns:
+        The files removed.
+    """
+    from utilities.audit.saved import audit_path
+    from utilities.collection_map.saved import map_path
+
+    removed = saved_duplicates.remove_saved(target, collection)
+    for path in (map_path(target, collection), audit_path(target, collection)):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

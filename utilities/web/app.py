@@ -10,8 +10,12 @@ python-multipart). `create_app` wires the views, one module each, behind the gua
   `GET /api/search/{id}?k=10`: the neighbours of a stored row (`web.search_view`);
 - `GET /api/duplicates?limit=100`: the groups of copies the last duplicate search of this database and
   collection saved, each file by row id with its thumbnail, the one to keep marked (`web.duplicates_view`);
+- `GET /api/audit?limit=100`: the lists the last audit of this database and collection saved (leaks
+  between splits, label errors, outliers, bad images), each file by row id with its thumbnail
+  (`web.audit_view`);
 - `GET /map` and `GET /api/map`: the Map view, every row's 2-D position as `python -m utilities map`
-  saved it (`web.map_view`);
+  saved it; `GET /api/map/highlights`: the row ids of the saved duplicate groups and audit lists, which
+  the Map view can highlight (`web.map_view`);
 - `GET /api/rows/{id}/thumbnail` and `GET /api/rows/{id}/image`: a stored row's file, resized
   on the server or as it is, streamed (`web.files_view`);
 - `GET /openapi.json`: the API's OpenAPI description (no `/docs` page: FastAPI's loads its
@@ -40,11 +44,11 @@ Security (see also `web.guards`):
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
 # time, and FastAPI's own types are imported inside `create_app` (only `serve` needs them).
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from utilities.engine import ImageSearchEngine
 from utilities.errors import ImageSearchError, MilvusUnavailableError
+from utilities.web import STATIC
 from utilities.web.guards import AccessToken, BodyLimit, HostAllowList, SecurityHeaders, allowed_hosts
 from utilities.web.limits import MAX_K, MAX_UPLOAD_BYTES, MAX_WAITING_UPLOADS, MULTIPART_OVERHEAD, too_large
 from utilities.web.service import SearchService, ServerBusy, public_uri
@@ -59,9 +63,6 @@ __all__ = [
     "create_app",
     "public_uri",
 ]
-
-STATIC = Path(__file__).with_name("static")
-"""The page's files: `index.html`, `app.js`, `style.css`."""
 
 
 def create_app(
@@ -99,7 +100,7 @@ def create_app(
         raise ImageSearchError(
             f"the web page needs FastAPI ({error}): pip install 'milvus-image-similarity[web]'"
         ) from error
-    from utilities.web import duplicates_view, files_view, map_view, search_view
+    from utilities.web import audit_view, duplicates_view, files_view, map_view, search_view
 
     service = SearchService(engine, max_waiting=max_waiting_uploads)
     app = FastAPI(
@@ -131,6 +132,7 @@ def create_app(
 
     app.include_router(search_view.router(service, max_upload_bytes))
     app.include_router(duplicates_view.router(service))
+    app.include_router(audit_view.router(service))
     app.include_router(files_view.router(service))
     app.include_router(map_view.router(service))
     return app

@@ -29,12 +29,7 @@ def saved_groups(engine: ImageSearchEngine, store: Any, limit: int) -> dict[str,
         FileNotFoundError: No duplicate search was saved for this collection, or it was made before
             the collection was dropped or indexed again.
     """
-    from utilities.duplicates.provenance import Source
-    from utilities.duplicates.saved import load_report
-
-    checked, exact = engine.duplicates_path, engine.duplicates_report_path(exact_only=True)
-    saved = checked if checked.is_file() or not exact.is_file() else exact
-    report = load_report(saved, Source.of(store))
+    report = _saved_report(engine, store)
     groups = [_group(group) for group in report["groups"][:limit]]
     return {
         "created": report.get("created"),
@@ -46,6 +41,29 @@ def saved_groups(engine: ImageSearchEngine, store: Any, limit: int) -> dict[str,
         "related": len(report.get("related", [])),
         "groups": groups,
     }
+
+
+def duplicate_ids(engine: ImageSearchEngine, store: Any) -> list[str]:
+    """Row ids (decimal strings) of every file in the saved groups of copies, kept ones included, for the
+    Map view's highlights.
+
+    Raises:
+        FileNotFoundError: No duplicate search was saved for this collection as it is now.
+    """
+    from utilities.ids import path_id
+
+    groups = _saved_report(engine, store)["groups"]
+    return [str(path_id(path)) for group in groups for path in [group["keeper"], *group["removable"]]]
+
+
+def _saved_report(engine: ImageSearchEngine, store: Any) -> dict[str, Any]:
+    """The checked search's saved report, or the `exact_only` one when no checked search was saved."""
+    from utilities.duplicates.provenance import Source
+    from utilities.duplicates.saved import load_report
+
+    checked, exact = engine.duplicates_path, engine.duplicates_report_path(exact_only=True)
+    saved = checked if checked.is_file() or not exact.is_file() else exact
+    return load_report(saved, Source.of(store))
 
 
 def _group(group: dict[str, Any]) -> dict[str, Any]:

@@ -154,6 +154,51 @@ async function showDuplicates() {
   }
 }
 
+const AUDIT_LISTS = [
+  ["leaks", "Copies across splits", (item) => `${item.kind} copy, cosine ${item.cosine.toFixed(3)}` +
+    (item.verified === false ? ", not confirmed" : "")],
+  ["label_errors", "Perhaps in the wrong class folder", (item) =>
+    `filed under ${item.folder}, looks like ${item.suggested} (score ${item.score.toFixed(2)})`],
+  ["outliers", "Far from every class", (item) => `score ${item.score.toFixed(3)}`],
+  ["quality", "Bad images", (item) => item.issues.join(", ")],
+];
+
+async function showAudit() {
+  showError("");
+  $("status").textContent = "Reading the saved audit…";
+  try {
+    const data = await readJson(await fetch("/api/audit"));
+    const grid = $("results");
+    grid.replaceChildren();
+    for (const [name, heading, describe] of AUDIT_LISTS) {
+      const section = document.createElement("section");
+      section.className = "group audit";
+      section.dataset.list = name;
+      const title = document.createElement("h2");
+      const shown = data[name].length < data.counts[name] ? ` (the first ${data[name].length})` : "";
+      title.textContent = `${heading}: ${data.counts[name]}${shown}`;
+      section.append(title);
+      for (const item of data[name]) {
+        const entry = document.createElement("div");
+        entry.className = "audit-item";
+        for (const file of item.files) entry.append(thumbnailFigure(file, "result"));
+        const why = document.createElement("p");
+        why.className = "why";
+        why.textContent = describe(item);
+        entry.append(why);
+        section.append(entry);
+      }
+      grid.append(section);
+    }
+    $("status").textContent = `Audit of ${data.rows} images (${data.created}). Nothing is moved, deleted or ` +
+      "relabelled here." + (data.notes.length ? ` ${data.notes.join(" ")}` : "");
+    document.body.dataset.audit = Object.values(data.counts).join(",");
+  } catch (error) {
+    $("status").textContent = "";
+    showError(error.message);
+  }
+}
+
 function setUp() {
   const zone = $("drop-zone");
   $("file-input").addEventListener("change", (event) => searchFile(event.target.files[0]));
@@ -165,6 +210,7 @@ function setUp() {
     searchFile(event.dataTransfer.files[0]);
   });
   $("duplicates-button").addEventListener("click", showDuplicates);
+  $("audit-button").addEventListener("click", showAudit);
   loadInfo();
 }
 
