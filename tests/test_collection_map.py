@@ -195,7 +195,6 @@ def test_the_api_serves_the_saved_map_as_parallel_arrays(clusters: ImageSearchEn
     assert "/api/map" in requests.get(map_server + "/openapi.json", timeout=30).json()["paths"]
 
 
-@pytest.mark.parametrize("backend", ["lite"], indirect=True)  # the page once; the API test covers the server
 def test_the_map_view_in_headless_chromium(clusters: ImageSearchEngine, map_server: str) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

@@ -14,6 +14,14 @@
   const thumb = document.getElementById("map-thumb");
   const aside = document.getElementById("neighbours");
   const colour = (c) => (c < 0 ? NO_CLASS : PALETTE[c % PALETTE.length]);
+  // "#rrggbb" as one opaque RGBA pixel of a Uint32Array over ImageData (little-endian: R in the low byte)
+  const packed = (hex) => {
+    const v = parseInt(hex.slice(1), 16);
+    return (0xff000000 | ((v & 0xff) << 16) | (v & 0xff00) | (v >> 16)) >>> 0;
+  };
+  const PACKED = [NO_CLASS, ...PALETTE].map(packed);
+  const PACKED_BACKGROUND = packed(BACKGROUND);
+  let pixels = null; // the canvas' ImageData, reused while its size holds
   let points = null; // {ids, x, y, cls, order, index: Map id -> i, grid}
   const view = { scale: 1, dx: 0, dy: 0 }; // screen pixel = data * scale + d (device pixels)
   let rings = []; // indexes ringed after a click
@@ -75,23 +83,28 @@
     const began = performance.now();
     const { x, y, cls, order } = points;
     const w = canvas.width, h = canvas.height;
-    context.fillStyle = BACKGROUND;
-    context.fillRect(0, 0, w, h);
     const base = order.length < 2000 ? 6 : order.length < 50000 ? 3 : 2;  // small collections: larger dots
     const size = Math.max(1, Math.round(base * ratio()));
     const half = size / 2;
-    let current = -2, drawn = 0;
+    // The dots are written straight into the canvas' pixels (one Uint32 a pixel): 100,000 of them take
+    // a few milliseconds, where a fillRect each took 40 ms.
+    if (!pixels || pixels.width !== w || pixels.height !== h) pixels = context.createImageData(w, h);
+    const buffer = new Uint32Array(pixels.data.buffer);
+    buffer.fill(PACKED_BACKGROUND);
+    let drawn = 0;
     for (let k = 0; k < order.length; k++) {
       const i = order[k];
-      const sx = x[i] * view.scale + view.dx, sy = y[i] * view.scale + view.dy;
-      if (sx < -size || sy < -size || sx > w + size || sy > h + size) continue;
-      if (cls[i] !== current) {
-        current = cls[i];
-        context.fillStyle = colour(current);
+      const left = Math.round(x[i] * view.scale + view.dx - half), top = Math.round(y[i] * view.scale + view.dy - half);
+      if (left + size <= 0 || top + size <= 0 || left >= w || top >= h) continue;
+      const value = PACKED[cls[i] < 0 ? 0 : 1 + (cls[i] % PALETTE.length)];
+      const x1 = Math.min(left + size, w), y1 = Math.min(top + size, h);
+      for (let row = Math.max(top, 0); row < y1; row++) {
+        const offset = row * w;
+        for (let column = Math.max(left, 0); column < x1; column++) buffer[offset + column] = value;
       }
-      context.fillRect(sx - half, sy - half, size, size);
       drawn++;
     }
+    context.putImageData(pixels, 0, 0);
     let highlighted = 0;
     if (marked) {  // the rest fade; the marked points are drawn again, larger and outlined, on top
       context.fillStyle = "rgba(255, 255, 255, 0.7)";
@@ -118,6 +131,7 @@
     document.body.dataset.drawn = String(drawn);
     document.body.dataset.highlighted = String(highlighted);
     document.body.dataset.drawMs = (performance.now() - began).toFixed(1);
+    document.body.dataset.paintedAt = performance.now().toFixed(0); // ms since the page was asked for
   }
 
   function redraw() {
