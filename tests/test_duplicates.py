@@ -253,6 +253,78 @@ def test_a_rerun_under_hnsw_searches_the_rows_whose_own_search_finds_a_new_row(
         store.close()
 
 
+CROWD = 6
+"""New rows close to one another (cosine about 0.99) and to one stored lone row (about 0.95)."""
+
+
+def _add_crowd(store: ImageCollection, rng: np.random.Generator, lone: np.ndarray) -> list[str]:
+    """Insert `CROWD` new rows around a point near the stored vector `lone`; their paths.
+
+    Each new row's `neighbours + 1` nearest are the crowd itself, so no search from the crowd finds the
+    lone row; its own search finds them: a full run groups it with them."""
+    unit = lone / np.linalg.norm(lone)
+    noise = rng.standard_normal(unit.shape)
+    centre = unit + 0.3 * noise / np.linalg.norm(noise)
+    crowd = (centre + 0.05 * rng.standard_normal((CROWD, len(unit))) / np.sqrt(len(unit))).astype(np.float32)
+    names = [f"/lib/crowd/{n}.jpg" for n in range(CROWD)]
+    store.insert(names, crowd, hashes=[f"crowd{n}" for n in range(CROWD)])
+    return names
+
+
+def test_a_rerun_under_scann_finds_the_rows_near_a_new_row_by_a_scan_and_equals_a_full_run(
+    server_uri: str, collection_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCANN, which `AUTO` builds on a server above 20,000 short vectors, searches only the `nprobe`
+    nearest of its lists: a search is approximate, so the rows near a new row are found by a scan of
+    every stored vector, never by a search from it, and the re-run equals a full run.
+
+    As under HNSW, the clusters and the new rows are written after the index was built, into a segment
+    that Milvus searches without it; the lone rows and the new rows' partners are in the indexed segment,
+    searched with one list of 64 (the most approximate SCANN search). A crowd of new rows next to a lone
+    row never finds it by its own searches: only the lone row's search, which the re-run must make, puts
+    it in their group."""
+    from utilities.duplicates import incremental
+    from utilities.milvus.vector_index import DEFAULT_SEARCH_PARAMS
+
+    rng = np.random.default_rng(11)
+    store = ImageCollection.open(server_uri, name=collection_name, dimension=128)
+    try:
+        paths, vectors = _lone_rows_and_clusters(rng, 2_000)  # a segment of 1,024 rows or more gets its index
+        store.insert(paths[:2_000], vectors[:2_000], hashes=[f"h{n}" for n in range(2_000)])
+        store.create_index("SCANN", nlist=64)  # seals them first
+        assert store.wait_for_index(timeout=120) and store.index_type == "SCANN"
+        assert not incremental.searches_exactly(store)
+        store.insert(paths[2_000:], vectors[2_000:], hashes=[f"h{n}" for n in range(2_000, len(paths))])
+        monkeypatch.setitem(DEFAULT_SEARCH_PARAMS["SCANN"], "nprobe", 1)
+        state, settings = tmp_path / "state.npz", {"threshold": 0.9, "neighbours": 5, "verify": False}
+        first = find_duplicates(store, state_path=state, **settings)
+        assert not first.incremental and first.searched == len(paths)
+        assert sorted(len(group.files) for group in first.groups) == [6, 6, 6]
+
+        new = _add_partners(store, rng, vectors)
+        crowd = _add_crowd(store, rng, vectors[PARTNERS])
+        near = {path_id(path) for path in [*paths[: PARTNERS + 1], *paths[-18:-12]]}  # partners, lone row, cluster
+        assert near == incremental.rows_within_threshold_exactly(store, [*new, *map(path_id, crowd)], {}, 0.9)
+
+        def no_search(*args: object, **kwargs: object) -> None:
+            raise AssertionError("under an approximate index the rows near a new row are found by a scan")
+
+        monkeypatch.setattr(incremental, "rows_within_threshold", no_search)
+        rerun = find_duplicates(store, state_path=state, **settings)
+        full = find_duplicates(store, state_path=tmp_path / "full.npz", full=True, **settings)
+        assert rerun.incremental and rerun.changed == len(new) + CROWD and not full.incremental
+        assert _outcome(rerun) == _outcome(full)
+        assert frozenset([paths[PARTNERS], *crowd]) in {frozenset(group.files) for group in full.groups}
+        assert len(full.groups) == 3 + PARTNERS + 1
+        assert rerun.searched == len(new) + CROWD + len(near)
+        again = find_duplicates(store, state_path=state, **settings)
+        assert again.incremental and again.changed == 0 and again.searched == 0
+        assert _outcome(again) == _outcome(full)
+    finally:
+        store.drop()
+        store.close()
+
+
 def test_a_rerun_on_milvus_lite_still_searches_from_the_new_rows(
     tmp_path: Path, collection_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

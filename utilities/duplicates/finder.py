@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 
 from utilities.duplicates.candidates import Candidates, find_candidates
 from utilities.duplicates.grouping import PairChecks, flipped, group_copies, shared_regions, verdict_of
-from utilities.duplicates.incremental import DuplicateState, state_applies, update_candidates
+from utilities.duplicates.incremental import update_candidates
 from utilities.duplicates.keeper import POLICIES as KEEP_POLICIES
 from utilities.duplicates.provenance import Source, probe_cosines
 from utilities.duplicates.report import DuplicatePair, DuplicateReport
+from utilities.duplicates.state import DuplicateState, state_applies
 from utilities.duplicates.verification import Verdict, check_rule, compare_pairs, require_opencv
 from utilities.milvus.collection import ImageCollection
 from utilities.records import ImageRecord
@@ -82,7 +83,7 @@ def _previous_state(
     store: ImageCollection, source: Source, state_path: str | os.PathLike, threshold: float, neighbours: int
 ) -> DuplicateState | None:
     """The saved state, if it was made on this collection as it is now (`source`, and the probe of its
-    vectors) with these settings (`incremental.state_applies`)."""
+    vectors) with these settings (`state.state_applies`)."""
     state = DuplicateState.load(state_path)
     if state is None or not state_applies(state, store, source, threshold, neighbours):
         return None
@@ -113,7 +114,7 @@ def find_duplicates(
         exact_only: Only files with the same content (no vectors read, no search, no check).
         workers: Processes for the check (default: one a core).
         progress: Show progress bars.
-        state_path: Where the state for the next run is kept (`incremental.DuplicateState`). When a
+        state_path: Where the state for the next run is kept (`state.DuplicateState`). When a
             state made with the same settings is there, only what changed since is searched and
             checked (`incremental.update_candidates`): the result is that of a full run.
         full: Search every row even if a saved state could be used (the state is written anew).

@@ -39,7 +39,7 @@ class PairChecks:
     Attributes:
         known: Verdicts of the search's checks, `(first path, second path) -> Verdict`.
         enabled: Whether pairs not in `known` may be checked now (False when the run skips the check).
-        saved: Checks kept from the last run, by the two content hashes sorted (`incremental.Check`,
+        saved: Checks kept from the last run, by the two content hashes sorted (`state.Check`,
             its coverages in that order): a pair asked for again is not checked again.
         hashes: Each path's content hash, to find a pair in `saved`.
         made: Pairs checked on demand.
@@ -101,7 +101,7 @@ def flipped(verdict: Verdict) -> Verdict:
 
 
 def verdict_of(kept: tuple) -> Verdict:
-    """A verdict from a check kept in the state (`incremental.Check`)."""
+    """A verdict from a check kept in the state (`state.Check`)."""
     verified, inliers, covered_a, covered_b, related, fill_a, fill_b = kept[:7]
     return Verdict(
         bool(verified),

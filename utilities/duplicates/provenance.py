@@ -1,6 +1,6 @@
 """What a saved duplicate search was made on, to tell whether it still describes the collection.
 
-A saved state (`incremental.DuplicateState`) or report belongs to one database, one collection,
+A saved state (`state.DuplicateState`) or report belongs to one database, one collection,
 one incarnation of it, and vectors made one way. `Source` records all four:
 
 - `database`: the Milvus Lite file (its absolute path) or the server's address (credentials left out);

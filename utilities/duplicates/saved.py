@@ -84,7 +84,7 @@ def report_kind(exact_only: bool, verify: bool) -> str:
 
 
 def state_path(target: MilvusTarget, collection: str) -> Path:
-    """Where a search keeps its state for the next run (`incremental.DuplicateState`)."""
+    """Where a search keeps its state for the next run (`state.DuplicateState`)."""
     stem = saved_stem(target, collection)
     return stem.with_name(stem.name + STATE_SUFFIX)
 
