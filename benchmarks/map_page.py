@@ -36,6 +36,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000], help="rows to map, one run each")
     parser.add_argument("--quick", action="store_true", help="5,000 rows, no results table: checks that it runs")
+    parser.add_argument("--name", default="map-page", help="results file name under benchmarks/results/")
     return parser.parse_args(argv)
 
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         return 0
     write_table(
-        "map_page",
+        args.name,
         "The Map view in headless Chromium",
         ["rows", "first paint (ms after the request)", "zoom step, median (ms)", "zoom step, max (ms)", "JS heap (MB)"],
         [
