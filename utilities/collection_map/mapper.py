@@ -213,14 +213,22 @@ def _read_rows(store: Any, progress: bool) -> tuple[np.ndarray, list[str], list[
 
 
 def _read_vectors(store: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The unit vectors of the rows `ids` (those still stored), with their ids, read by id."""
+    """The unit vectors of the rows `ids` (those still stored), with their ids, read by id.
+
+    One request's worth (`VECTORS_PER_REQUEST` rows) at a time, each made float32 at once: pymilvus answers
+    with Python floats, and a whole 20,000-row sample read at once raised the peak memory of a map of
+    100,000 rows by 0.4 GB (`benchmarks/results/collection_map.md`).
+    """
     from utilities.duplicates.candidates import unit_vectors
+    from utilities.milvus.rows import VECTORS_PER_REQUEST
     from utilities.records import ID_FIELD, VECTOR_FIELD
 
-    rows = store.get(ids.tolist(), (ID_FIELD, VECTOR_FIELD))
-    found = np.fromiter((int(row[ID_FIELD]) for row in rows), dtype=np.int64, count=len(rows))
-    vectors = np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32).reshape(len(rows), -1)
-    return found, unit_vectors(vectors)
+    found, parts = [], [np.zeros((0, store.dimension), dtype=np.float32)]
+    for start in range(0, len(ids), VECTORS_PER_REQUEST):
+        rows = store.get(ids[start : start + VECTORS_PER_REQUEST].tolist(), (ID_FIELD, VECTOR_FIELD))
+        found += [int(row[ID_FIELD]) for row in rows]
+        parts.append(np.asarray([row[VECTOR_FIELD] for row in rows], dtype=np.float32).reshape(-1, store.dimension))
+    return np.asarray(found, dtype=np.int64), unit_vectors(np.concatenate(parts))
 
 
 def _fit_all(store: Any, ids: np.ndarray, method: str, sample: int, progress: bool) -> tuple[FittedLayout, np.ndarray]:
