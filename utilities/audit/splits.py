@@ -66,10 +66,10 @@ class Layout:
 
 def _folders_below(root: str, path: str) -> list[str]:
     """The folder names between `root` and the file (empty for a file outside `root` or a URL)."""
-    folder = posixpath.dirname(path)
-    if "://" in path or folder == root or not path.startswith(root if root.endswith("/") else root + "/"):
+    prefix = root if root.endswith("/") else root + "/"
+    if "://" in path or not path.startswith(prefix):
         return []
-    return posixpath.relpath(folder, root).split("/")
+    return path[len(prefix) :].split("/")[:-1]  # stored paths are normalised: no `..`, `.` or `//` to resolve
 
 
 def common_folder(paths: Iterable[str]) -> str:
